@@ -2,6 +2,9 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 PRESET ?= tiny
+# Small models on 2 cores: one intra-op thread per process is faster than two threads fighting over the cores
+# (measured 4-25x on small convs while other processes run), and the tests run two notebooks at a time.
+TEST_ENV := OMP_NUM_THREADS=1
 
 .PHONY: setup reproduce test check-sync test-nbs test-py bench clean-nbs
 
@@ -32,10 +35,11 @@ check-sync: setup
 	  git status --porcelain -- nbs; exit 1; fi
 
 test-nbs: setup
-	$(BIN)/nbdev-test --n-workers 2 --timing
+	$(TEST_ENV) $(BIN)/nbdev-test --n-workers 2 --timing
 
 test-py: setup
-	$(BIN)/pytest -x -q tests
+	$(TEST_ENV) $(BIN)/pytest -x -q tests
 
+## Speed checks: each script prints ratios measured in one run (not part of `make test`: this machine is shared).
 bench: setup
-	$(BIN)/python bench/archs.py
+	for b in archs augment pretrain evaluate search; do $(BIN)/python bench/$$b.py || exit 1; done

@@ -71,7 +71,7 @@ def test_cli_sample_one_object_per_line():
     assert r.returncode == 0, r.stderr
     recs = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(recs) == 4 and len({r['id'] for r in recs}) == 4
-    assert all(spec_from_id(r['id']).width in (16, 20, 24) for r in recs)
+    assert all(spec_from_id(r['id']).width in (8, 10, 12) for r in recs)
 
 
 @pytest.mark.parametrize('args, message', [

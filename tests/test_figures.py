@@ -1,0 +1,145 @@
+"write_paper_figures on synthetic results folders: every file, sane contents, study B missing, papermill."
+import json, re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ssl_arch.figures import write_paper_figures, write_synthetic_results, figures_run
+
+FIGURES = ['fig1_correlation_resnet', 'fig1_correlation_mobilenet', 'fig2_pretrain_vs_downstream',
+           'fig3_params_vs_accuracy', 'fig4_top_bottom_ratio', 'fig7_searched_architectures',
+           'fig8_pretrain_vs_downstream_resnet', 'fig9_pretrain_vs_downstream_mobilenet',
+           'fig10_params_vs_accuracy_resnet', 'fig11_params_vs_accuracy_mobilenet',
+           'fig12_correlation_resnet', 'fig13_correlation_mobilenet']
+TABLES = ['table1_searched_vs_handcrafted', 'table2_transfer', 'table3_downstream', 'table4_supervised', 'table5_datasets']
+STUDY_B_ONLY = ('fig7', 'table1', 'table2', 'table3', 'table4')
+
+
+@pytest.fixture(scope='module')
+def full(tmp_path_factory):
+    root = tmp_path_factory.mktemp('full')
+    results = write_synthetic_results(root / 'results', n_per_family=6)
+    files = write_paper_figures(results, root / 'out')
+    return results, root / 'out', files
+
+
+def test_every_expected_file_is_written(full):
+    _, out, files = full
+    names = {p.name for p in files}
+    for f in FIGURES: assert {f'{f}.png', f'{f}.svg', f'{f}.html', f'{f}.csv'} <= names, f
+    for t in TABLES: assert {f'{t}.md', f'{t}.csv'} <= names, t
+    assert {'fig5_samples.png', 'fig5_samples.svg', 'README.md', 'paper_comparison.csv', 'check_simclr_vs_random.md',
+            'check_best_architectures.csv'} <= names
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)         # nothing else: no temporary files left
+
+
+def test_images_decode_and_vector_files_parse(full):
+    _, out, _ = full
+    for png in out.glob('*.png'):
+        with Image.open(png) as im:
+            im.verify()
+        with Image.open(png) as im:
+            assert im.size[0] > 200 and im.size[1] > 100, png.name
+    for svg in out.glob('*.svg'):
+        assert ET.parse(svg).getroot().tag.endswith('svg'), svg.name
+    html = (out / 'fig2_pretrain_vs_downstream.html').read_text()
+    assert 'vegaEmbed' in html and 'tiny-lowres' in html
+
+
+def test_correlation_matrices_are_sane(full):
+    _, out, _ = full
+    for name in ('fig1_correlation_resnet', 'fig13_correlation_mobilenet'):
+        t = pd.read_csv(out / f'{name}.csv')
+        for method in ('spearman', 'pearson'):
+            m = t.pivot(index='data_x', columns='data_y', values=method)
+            np.testing.assert_allclose(m.to_numpy(), m.to_numpy().T, atol=1e-12)
+            np.testing.assert_allclose(np.diag(m.to_numpy()), 1)
+            assert ((m >= -1 - 1e-12) & (m <= 1 + 1e-12)).all().all()
+
+
+def test_bands_contain_the_fit(full):
+    _, out, _ = full
+    for name in ('fig2_pretrain_vs_downstream', 'fig3_params_vs_accuracy', 'fig4_top_bottom_ratio', 'fig10_params_vs_accuracy_resnet'):
+        d = pd.read_csv(out / f'{name}.csv').dropna(subset=['fit'])
+        assert len(d) and (d.lower <= d.fit + 1e-9).all() and (d.fit <= d.upper + 1e-9).all(), name
+        assert d.spearman.between(-1, 1).all()
+
+
+def test_tables_have_a_row_per_model(full):
+    results, out, _ = full
+    b = pd.read_csv(results / 'study_b' / 'results.csv', keep_default_na=False)
+    models = b.arch_id.nunique()
+    assert len(pd.read_csv(out / 'table1_searched_vs_handcrafted.csv')) == models
+    t3 = pd.read_csv(out / 'table3_downstream.csv')
+    assert len(t3) == models * b.pretrain_data.replace('', np.nan).dropna().nunique()
+    assert len(pd.read_csv(out / 'table4_supervised.csv')) == b[b.init == 'supervised'].arch_id.nunique()
+    md = (out / 'table3_downstream.md').read_text()
+    assert 'tiny-lowres (in)' in md and 'tiny-digits (out)' in md
+    t5 = pd.read_csv(out / 'table5_datasets.csv')
+    assert set(t5.name) == {'tiny-objects', 'tiny-species', 'tiny-lowres', 'tiny-shapes', 'tiny-digits'}
+    assert t5.licence.str.len().gt(0).all()
+
+
+def test_readme_shows_every_figure_and_table(full):
+    _, out, _ = full
+    readme = (out / 'README.md').read_text()
+    for target in re.findall(r'\]\(([^)]+)\)', readme):
+        assert (out / target).exists(), target
+    for f in FIGURES: assert f'({f}.png)' in readme, f
+    for t in TABLES: assert f'({t}.md)' in readme, t
+    assert 'preset: **synthetic**' in readme and '12 architectures (6 mobilenet, 6 resnet)' in readme
+    assert '| Spearman rho, ImageNet vs CIFAR-100, ResNets | 0.80 | 1.00 |' in readme
+    assert readme.index('## Fig. 2:') < readme.index('## Fig. 12:') < readme.index('## Table 1:')
+    assert '- paper: Spearman rho, ImageNet vs CIFAR-100, MobileNets = 0.23; ours: 1.00 (tiny-objects vs tiny-lowres' in readme
+    assert '- paper: Table 2: ResNet18 on ImageNet (top-1 %) = 49.80; ours:' in readme
+
+
+def test_missing_study_b_is_skipped_with_a_reason(tmp_path, capsys):
+    results = write_synthetic_results(tmp_path / 'results', study_b=False, n_per_family=4)
+    (results / 'meta.json').unlink()                                   # meta.json may be missing too
+    a = pd.read_csv(results / 'study_a' / 'results.csv')               # and the corpus's own evaluation
+    a[a.eval_data != a.pretrain_data].to_csv(results / 'study_a' / 'results.csv', index=False)
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'table1_searched_vs_handcrafted.md').write_text('from an earlier run')   # stale: removed
+    (tmp_path / 'out' / 'notes.txt').write_text('mine')                                          # not ours: kept
+    files = [Path(p) for p in figures_run(str(results), str(tmp_path / 'out'))]
+    assert not (tmp_path / 'out' / 'table1_searched_vs_handcrafted.md').exists()
+    assert (tmp_path / 'out' / 'notes.txt').read_text() == 'mine'
+    assert 'wrote' in capsys.readouterr().out
+    names = {p.name for p in files}
+    assert not any(n.startswith(STUDY_B_ONLY) for n in names)
+    assert {'fig1_correlation_resnet.png', 'table5_datasets.md', 'README.md'} <= names
+    readme = (tmp_path / 'out' / 'README.md').read_text()
+    assert 'no study_b/results.csv in the results folder (study B not run yet)' in readme
+    assert 'study B results missing' in readme
+    assert "x='pretrain' needs the corpus's own linear evaluation" in readme and 'fig2_pretrain_vs_downstream.png' not in names
+    assert 'fig3_params_vs_accuracy.png' in names
+
+
+def test_experiment_notebook_runs_under_papermill(tmp_path):
+    import papermill as pm
+    nb = Path(__file__).resolve().parents[1] / 'nbs' / 'experiments' / 'paper_figures.ipynb'
+    results = tmp_path / 'results'
+    (results / 'study_a').mkdir(parents=True)                          # a results folder with nothing run yet
+    pm.execute_notebook(str(nb), str(tmp_path / 'executed.ipynb'), kernel_name='python3', language='python',
+                        progress_bar=False, parameters=dict(results=str(results), out=str(tmp_path / 'out')))
+    readme = (tmp_path / 'out' / 'README.md').read_text()
+    assert 'study A not run yet' in readme and (tmp_path / 'out' / 'table5_datasets.csv').exists()
+    executed = json.loads((tmp_path / 'executed.ipynb').read_text())
+    assert any('files written to' in ''.join(o.get('text', '')) for c in executed['cells'] for o in c.get('outputs', []))
+
+
+def test_smoke_like_study_b_skips_only_what_it_cannot_fill(tmp_path):
+    from ssl_arch.analysis import synthetic_study_b
+    from ssl_arch.figures import Report, _study_b_tables
+    b = synthetic_study_b(corpora=('tiny-objects',))
+    b = b[(b.eval_data == b.pretrain_data) | (b.init == 'supervised')]      # no downstream evaluations (smoke)
+    rep = Report(tmp_path)
+    _study_b_tables(b, rep)
+    assert sorted(p.name for p in rep.files) == sorted(f'{t}.{x}' for t in ('table1_searched_vs_handcrafted', 'table2_transfer',
+                                                                          'table4_supervised') for x in ('md', 'csv'))
+    assert rep.skipped == [('table 3', "downstream rows=0 are not enough: study B's SimCLR evaluations on downstream sets (table 3)")]

@@ -1,0 +1,86 @@
+"The study runner as a user drives it: an uninterrupted sweep, a sweep killed with SIGKILL and resumed, shards, SLURM (submitit's local executor), refusals."
+import json, os, signal, subprocess, sys, textwrap, time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ssl_arch.study import (RESULTS_FORMAT, StudyError, read_results, run_study_a, study_a_units, is_done,
+                            parse_shard)
+
+PLAN = dict(n_resnet=1, n_mobilenet=1, sets=['tiny-objects', 'tiny-digits'])
+TIMING = ['features_s', 'probe_s', 'unit']  # wall-clock fields and bookkeeping differ between runs by nature
+
+
+def comparable(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=[c for c in TIMING if c in table]).sort_values(['arch_id', 'eval_data', 'init']).reset_index(drop=True)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp('full')
+    return root, run_study_a(root, 'smoke', progress=False, **PLAN)
+
+
+def test_uninterrupted_sweep_writes_one_tidy_table(uninterrupted):
+    root, table = uninterrupted
+    assert len(table) == 2 * 2 * 2  # 2 architectures x 2 data sets x (simclr, random)
+    expected = {'arch_id', 'family', 'params', 'params_with_classifier', 'flops', 'top_bottom_ratio', 'pretrain_data',
+                'eval_data', 'protocol', 'init', 'seed', 'epochs', 'top1', 'config_hash', 'ssl_arch_version',
+                'torch_version', 'preset', 'results_format'}
+    assert expected <= set(table.columns)
+    assert comparable(read_results(root / 'results.csv')).equals(comparable(table))
+    assert len(list((root / 'notebooks').glob('*.ipynb'))) == 4  # every unit's executed notebook is kept
+    assert json.loads((root / 'meta.json').read_text())['units_done'] == 4
+
+
+def test_kill_9_mid_sweep_then_resume_gives_the_same_results(uninterrupted, tmp_path):
+    script = textwrap.dedent(f"""
+        from ssl_arch.study import run_study_a
+        run_study_a({str(tmp_path)!r}, 'smoke', progress=False, **{PLAN!r})
+    """)
+    proc = subprocess.Popen([sys.executable, '-c', script], start_new_session=True)
+    units = study_a_units('smoke', **PLAN)
+    deadline = time.time() + 300
+    while not is_done(tmp_path, units[0]) and time.time() < deadline and proc.poll() is None: time.sleep(0.2)
+    time.sleep(1.0)  # the next unit is now in flight
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    assert is_done(tmp_path, units[0]) and not all(is_done(tmp_path, u) for u in units)
+    if (tmp_path / 'results.csv').exists(): read_results(tmp_path / 'results.csv')  # never half-written
+    resumed = run_study_a(tmp_path, 'smoke', progress=False, **PLAN)
+    assert comparable(resumed).equals(comparable(uninterrupted[1]))
+
+
+def test_two_shards_one_through_submitit_equal_one_full_run(uninterrupted, tmp_path):
+    first = run_study_a(tmp_path, 'smoke', shard='1/2', progress=False, **PLAN)
+    assert 0 < len(first) < len(uninterrupted[1])
+    both = run_study_a(tmp_path, 'smoke', shard='2/2', executor='slurm', slurm={'cluster': 'local', 'timeout_min': 10},
+                       progress=False, **PLAN)
+    assert (tmp_path / 'submitit').is_dir()
+    assert comparable(both).equals(comparable(uninterrupted[1]))
+
+
+def test_rerun_of_a_finished_study_does_no_work(uninterrupted):
+    root, table = uninterrupted
+    stamps = {p: p.stat().st_mtime for p in root.glob('units/*/DONE.json')}
+    again = run_study_a(root, 'smoke', progress=False, **PLAN)
+    assert {p: p.stat().st_mtime for p in root.glob('units/*/DONE.json')} == stamps
+    assert comparable(again).equals(comparable(table))
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda: parse_shard('3/2'), "shard='3/2' is not allowed"),
+    (lambda: study_a_units('huge'), "preset='huge' is not allowed"),
+    (lambda: study_a_units('smoke', corpus='tiny-digits'), "corpus='tiny-digits' is not allowed"),
+    (lambda: run_study_a('/tmp/never', 'smoke', executor='kubernetes', **PLAN), "executor='kubernetes' is not allowed"),
+])
+def test_refusals(call, message):
+    with pytest.raises(StudyError, match=None) as e: call()
+    assert message in str(e.value)
+
+
+def test_results_of_an_incompatible_version_are_refused(tmp_path):
+    pd.DataFrame([{'results_format': 'ssl_arch.results/0', 'top1': 1.0}]).to_csv(tmp_path / 'r.csv', index=False)
+    with pytest.raises(StudyError, match="results_format='ssl_arch.results/0' is not allowed"): read_results(tmp_path / 'r.csv')
+    pd.DataFrame([{'top1': 1.0}]).to_csv(tmp_path / 'old.csv', index=False)
+    with pytest.raises(StudyError, match="incompatible version"): read_results(tmp_path / 'old.csv')
