@@ -75,6 +75,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ssl_arch.archs._fmt_width': ('archs.html#_fmt_width', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._in_space': ('archs.html#_in_space', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._layers_code': ('archs.html#_layers_code', 'ssl_arch/archs.py'),
+                                'ssl_arch.archs._load_family': ('archs.html#_load_family', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._parse_layers': ('archs.html#_parse_layers', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._spec_from_choice': ('archs.html#_spec_from_choice', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._with_classifier': ('archs.html#_with_classifier', 'ssl_arch/archs.py'),

@@ -104,3 +104,15 @@ def test_console_script_error_has_no_traceback():
 def test_layers_above_nine_round_trip():
     spec = ResNetSpec('bottleneck', (3, 8, 36, 3))
     assert spec.id == 'resnet-bottleneck-3.8.36.3-w64-g1' and spec_from_id(spec.id) == spec
+
+
+def test_searched_family_loads_from_id_and_json_without_importing_it():
+    "A fresh process that only imports archs reads a study B architecture from its id and from its JSON."
+    code = ("import json, sys; from ssl_arch.archs import spec_from_id, spec_from_json, FAMILIES\n"
+            "assert 'proxyless' not in FAMILIES\n"
+            "d = json.loads(sys.argv[1]); s = spec_from_json(d); assert s.id == d['id'] and spec_from_id(s.id) == s\n")
+    from ssl_arch.proxyless import ProxylessSpec, OPS, N_CELLS
+    from ssl_arch.proxyless_search import ProxylessSupernet
+    spec = ProxylessSupernet(0.25, small_images=True).derive()
+    r = subprocess.run([sys.executable, '-c', code, spec_to_json(spec)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,77 @@
+"The main job end to end on the smoke preset, through the same code path as `make reproduce` (`ssl-arch reproduce`)."
+import re, subprocess, sys, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope='module')
+def reproduced(tmp_path_factory):
+    root = tmp_path_factory.mktemp('reproduce')
+    t0 = time.time()
+    r = subprocess.run([sys.executable, '-c', 'import sys; from ssl_arch.cli import main; sys.exit(main())', 'reproduce',
+                        '--preset', 'smoke', '--out', str(root / 'runs'), '--figures', str(root / 'figures')],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return root / 'runs' / 'smoke', root / 'figures', time.time() - t0, r.stdout
+
+
+def test_stages_and_time_are_reported(reproduced):
+    _, _, seconds, out = reproduced
+    assert '[1/3] study A' in out and '[2/3] study B' in out and '[3/3] figures' in out and 'done in' in out
+    print(f"smoke reproduction: {seconds:.0f} s")
+
+
+EXPECTED = ['README.md', 'fig1_correlation_resnet.png', 'fig1_correlation_mobilenet.svg', 'fig2_pretrain_vs_downstream.png',
+            'fig3_params_vs_accuracy.png', 'fig4_top_bottom_ratio.png', 'fig5_samples.png', 'fig7_searched_architectures.png',
+            'fig12_correlation_resnet.csv', 'fig13_correlation_mobilenet.csv', 'table1_searched_vs_handcrafted.md',
+            'table2_transfer.csv', 'table4_supervised.md', 'table5_datasets.md']
+
+
+def test_every_expected_file_is_written(reproduced):
+    _, figures, _, _ = reproduced
+    missing = [f for f in EXPECTED if not (figures / f).is_file() or (figures / f).stat().st_size == 0]
+    assert not missing, missing
+    readme = (figures / 'README.md').read_text()
+    for link in re.findall(r'\]\(([^)#]+)\)', readme):
+        if not link.startswith('http'): assert (figures / link).is_file(), link
+
+
+@pytest.mark.parametrize('family', ['resnet', 'mobilenet'])
+def test_correlation_matrices_are_sane(reproduced, family):
+    _, figures, _, _ = reproduced
+    c = pd.read_csv(figures / f'fig1_correlation_{family}.csv')
+    for method in ('spearman', 'pearson'):
+        m = c.pivot(index='data_x', columns='data_y', values=method)
+        vals = m.to_numpy(dtype=float)
+        assert np.allclose(np.diag(vals), 1.0)
+        ok = ~np.isnan(vals)
+        assert np.allclose(vals[ok], vals.T[ok]) and (np.abs(vals[ok]) <= 1 + 1e-9).all()
+
+
+def test_confidence_bands_contain_the_fit(reproduced):
+    _, figures, _, _ = reproduced
+    for f in ('fig2_pretrain_vs_downstream.csv', 'fig3_params_vs_accuracy.csv', 'fig4_top_bottom_ratio.csv'):
+        b = pd.read_csv(figures / f).dropna(subset=['fit'])
+        assert len(b) and (b.lower <= b.fit + 1e-9).all() and (b.fit <= b.upper + 1e-9).all(), f
+
+
+def test_tables_have_a_row_per_model(reproduced):
+    runs, figures, _, _ = reproduced
+    b = pd.read_csv(runs / 'study_b' / 'results.csv')
+    t1 = pd.read_csv(figures / 'table1_searched_vs_handcrafted.csv')
+    assert len(t1) == b.arch_id.nunique() == 4  # the searched net and MobileNetV2, ResNet18, ResNet50
+    a = pd.read_csv(runs / 'study_a' / 'results.csv')
+    assert a.arch_id.nunique() == 6 and set(a.init) == {'simclr', 'random'}
+
+
+def test_rerun_resumes_without_redoing_work(reproduced):
+    runs, figures, _, _ = reproduced
+    stamps = {p: p.stat().st_mtime for p in runs.glob('study_*/units/*/DONE.json')}
+    r = subprocess.run([sys.executable, '-c', 'import sys; from ssl_arch.cli import main; sys.exit(main())', 'reproduce',
+                        '--preset', 'smoke', '--out', str(runs.parent), '--figures', str(figures)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {p: p.stat().st_mtime for p in runs.glob('study_*/units/*/DONE.json')} == stamps
