@@ -20,9 +20,9 @@ __all__ = ['RESULTS_COLUMNS', 'TEXT_COLUMNS', 'SYNTHETIC_CORPUS', 'SYNTHETIC_SET
            'SYNTHETIC_BASELINES', 'PAPER_KEYS', 'PAPER_NUMBERS', 'ResultsError', 'read_results', 'synthetic_study_a',
            'main_protocol', 'main_corpus', 'accuracy_table', 'arch_table', 'correlation', 'correlation_table',
            'correlation_matrix', 'usable_sets', 'fit_band', 'regression_panels', 'simclr_vs_random',
-           'best_architectures', 'model_name', 'synthetic_study_b', 'table1_pretraining', 'table2_transfer',
-           'in_distribution', 'table3_downstream', 'table4_supervised', 'read_searched', 'cells_table', 'stand_in',
-           'paper_comparison']
+           'best_architectures', 'model_name', 'synthetic_study_b', 'table1_pretraining', 'search_vs_random',
+           'table2_transfer', 'in_distribution', 'table3_downstream', 'table4_supervised', 'read_searched',
+           'cells_table', 'stand_in', 'paper_comparison']
 
 # %% ../nbs/06_analysis.ipynb #d09abce7
 class ResultsError(ValueError):
@@ -248,14 +248,15 @@ def best_architectures(results: pd.DataFrame, family: str | None = None) -> pd.D
                          corpus_best_arch=top, corpus_best_rank=int((v > v.get(top, np.inf)).sum() + 1) if top in v.index else None))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06_analysis.ipynb #7f472871
+# %% ../nbs/06_analysis.ipynb #5c861c70
 BASELINE_NAMES = {'mobilenet_v2': 'MobileNetV2', 'resnet18': 'ResNet18', 'resnet50': 'ResNet50'}
 
 def model_name(row) -> str:
-    "The name of a study B row's model in the tables: a baseline's name, 'searched on X', or 'random <id>'."
+    "A study B row's model in the tables: a baseline's name, 'searched on X', 'random search on X', or 'random <id>'."
     role = row.get('role', '')
     if role == 'baseline': return BASELINE_NAMES.get(row.get('baseline_name', ''), row.get('baseline_name') or row['arch_id'])
     if role == 'searched': return f"searched on {row.get('searched_on', '') or '?'}"
+    if role == 'random_search': return f"random search on {row.get('searched_on', '') or '?'}"
     return f"random {row['arch_id']}"
 
 def _with_models(results):
@@ -265,13 +266,14 @@ def _with_models(results):
     df['model'] = [model_name(r) for r in df.to_dict('records')]
     return df
 
-# %% ../nbs/06_analysis.ipynb #450e565a
+# %% ../nbs/06_analysis.ipynb #46898c3c
 SYNTHETIC_BASELINES = {'mobilenet_v2': 'mbv2-w0.25-1234331', 'resnet18': 'resnet-basic-2222-w16-g1',
                        'resnet50': 'resnet-bottleneck-3463-w16-g1'}
 
 def synthetic_study_b(corpora=('tiny-objects', 'tiny-species'), eval_sets=('tiny-lowres', 'tiny-digits'),
-                      seed: int = 0) -> pd.DataFrame:
-    "A study B results table: 3 baselines and one searched net per corpus, pretrained on every corpus."
+                      seed: int = 0, random_search: bool = True) -> pd.DataFrame:
+    """A study B results table: 3 baselines and one searched net per corpus, pretrained on every corpus; with
+    `random_search`, random search's pick on each corpus too, pretrained and evaluated there only (3 points below)."""
     rng, rows = np.random.default_rng(seed), []
     models = [(f'baseline-{n}', 'baseline', '', n, aid, 'mobilenet' if 'mbv2' in aid else 'resnet')
               for n, aid in SYNTHETIC_BASELINES.items()]
@@ -287,9 +289,14 @@ def synthetic_study_b(corpora=('tiny-objects', 'tiny-species'), eval_sets=('tiny
             for ev in eval_sets:
                 rows.append(dict(arch, role=role, searched_on=on, baseline_name=base, pretrain_data='', eval_data=ev,
                                  protocol='supervised', init='supervised', seed=0, top1=60 + i + rng.normal()))
+    for j, corpus in enumerate(corpora if random_search else ()):
+        arch = _arch_rows(f'proxyless-synthetic-random-{corpus}', 'proxyless', 2e6 + j, 1.2)
+        searched = next(r['top1'] for r in rows if r['searched_on'] == corpus and r['pretrain_data'] == corpus == r['eval_data'])
+        rows.append(dict(arch, role='random_search', searched_on=corpus, baseline_name='', pretrain_data=corpus,
+                         eval_data=corpus, protocol='lbfgs', init='simclr', seed=0, top1=searched - 3))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06_analysis.ipynb #ae8f2374
+# %% ../nbs/06_analysis.ipynb #c41d0032
 def _mean_top1(df, index, columns):
     t = df.pivot_table(index=index, columns=columns, values='top1', aggfunc='mean')
     t = t[list(dict.fromkeys(df[columns]))]   # data sets in the order the results list them
@@ -297,7 +304,8 @@ def _mean_top1(df, index, columns):
     return t
 
 def _model_order(df):
-    names = list(dict.fromkeys(df.sort_values('role', key=lambda r: r.map({'baseline': 0, 'searched': 1}).fillna(2)).model))
+    rank = {'baseline': 0, 'searched': 1, 'random_search': 2}
+    names = list(dict.fromkeys(df.sort_values('role', key=lambda r: r.map(rank).fillna(3), kind='stable').model))
     return [n for n in BASELINE_NAMES.values() if n in names] + [n for n in names if n not in BASELINE_NAMES.values()]
 
 def _simclr(df, protocol):
@@ -307,13 +315,28 @@ def _simclr(df, protocol):
     return df[df.protocol == (protocol or main_protocol(df))]
 
 def table1_pretraining(results_b: pd.DataFrame, protocol: str | None = None) -> pd.DataFrame:
-    "Table 1: a row per model (baselines, searched nets): params (M) and top-1 on each pretraining corpus."
+    "Table 1: a row per model (baselines, searched nets, random search's picks): params (M) and top-1 on each corpus."
     df = _simclr(_with_models(results_b), protocol)
     df = df[df.eval_data == df.pretrain_data]
-    df = df[(df.role != 'searched') | (df.searched_on == df.pretrain_data)]
+    df = df[~df.role.isin(['searched', 'random_search']) | (df.searched_on == df.pretrain_data)]
     t = _mean_top1(df, 'model', 'pretrain_data')
     sizes = df.groupby('model').agg(arch_id=('arch_id', 'first'), params_M=('params_with_classifier', lambda p: p.iloc[0] / 1e6))
     return sizes.join(t).loc[_model_order(df)].reset_index()
+
+# %% ../nbs/06_analysis.ipynb #08245bac
+def search_vs_random(results_b: pd.DataFrame, protocol: str | None = None) -> pd.DataFrame:
+    "Per corpus: top-1 there of the net searched there and of random search's pick (same space, compute and loss)."
+    df = _simclr(_with_models(results_b), protocol)
+    df = df[(df.eval_data == df.pretrain_data) & (df.searched_on == df.pretrain_data) & df.role.isin(['searched', 'random_search'])]
+    if not (df.role == 'random_search').any():
+        raise ResultsError("role='random_search' has no rows: study B's random-search baseline "
+                           "(`ssl_arch.study.STUDY_B_PRESETS[preset]['random_search_corpora']`)")
+    top1 = df.pivot_table(index='pretrain_data', columns='role', values='top1', aggfunc='mean')
+    ids = df.groupby(['pretrain_data', 'role']).arch_id.first().unstack()
+    t = pd.DataFrame({'searched': top1.get('searched'), 'random_search': top1['random_search']})
+    t['search_minus_random'] = t.searched - t.random_search
+    t['searched_id'], t['random_search_id'] = ids.get('searched'), ids['random_search']
+    return t.rename_axis('corpus').reset_index()
 
 # %% ../nbs/06_analysis.ipynb #8b510d36
 def table2_transfer(results_b: pd.DataFrame, protocol: str | None = None) -> pd.DataFrame:

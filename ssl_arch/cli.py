@@ -66,7 +66,7 @@ def data_build(root: str = None):  # folder for the suite (default: $SSL_ARCH_DA
     manifest = data.build_suite(root)
     print(f"embedded suite: {len(manifest['sets'])} data sets in {data.data_dir(root)} ({manifest['build_seconds']}s)")
 
-# %% ../nbs/90_cli.ipynb #46d39b31
+# %% ../nbs/90_cli.ipynb #c6134476
 def _required(**values):
     "Refuse a missing required option, naming it."
     for k, v in values.items():
@@ -107,21 +107,25 @@ def probe(checkpoint: str = None,  # a SimCLR run folder
 
 @command('study')
 def study(preset: str = 'tiny',  # paper, tiny or smoke
-          out: str = None,  # study folder (default: runs/study_a/<preset>)
+          out: str = None,  # study folder (default: runs/study_<a|b>/<preset>)
+          study: str = 'a',  # a (sampled architectures) or b (searches, searched nets and baselines)
           shard: str = None,  # k/n: run only machine k's share of n
           executor: str = 'local',  # local (here) or slurm (submitit)
+          jobs: int = 1,  # local executor: units at a time (2 on a 2-core CPU, with OMP_NUM_THREADS=1)
           seed: int = 0,  # sampler, pretraining and probe seed
-          n_resnet: int = None,  # ResNet-like models (default: the preset's)
-          n_mobilenet: int = None,  # MobileNet-like models (default: the preset's)
+          n_resnet: int = None,  # study a: ResNet-like models (default: the preset's)
+          n_mobilenet: int = None,  # study a: MobileNet-like models (default: the preset's)
           protocol: str = 'lbfgs',  # linear-evaluation protocol
           gpus_per_run: int = 1,  # processes (GPUs) per pretraining, under torchrun
           slurm_partition: str = None):  # SLURM partition for executor=slurm
-    "Run study A: sample both families, pretrain each model, evaluate it on every data set; resumable and shardable."
-    from ssl_arch.study import run_study_a
-    out = out or f'runs/study_a/{preset}'
+    "Run study A (sample both families, pretrain, evaluate everywhere) or study B; resumable and shardable."
+    from ssl_arch.study import run_study_a, run_study_b, StudyError
+    if study not in ('a', 'b'): raise StudyError(f"study={study!r} is not allowed: 'a' or 'b'")
+    out = out or f'runs/study_{study}/{preset}'
     slurm = {'slurm_partition': slurm_partition} if slurm_partition else None
-    table = run_study_a(out, preset, seed, shard, executor, gpus_per_run, slurm, n_resnet=n_resnet,
-                        n_mobilenet=n_mobilenet, protocol=protocol)
+    run = dict(shard=shard, executor=executor, gpus_per_run=gpus_per_run, slurm=slurm, jobs=jobs)
+    if study == 'a': table = run_study_a(out, preset, seed, n_resnet=n_resnet, n_mobilenet=n_mobilenet, protocol=protocol, **run)
+    else: table = run_study_b(out, preset, seed, protocol=protocol, **run)
     print(f"{len(table)} rows -> {Path(out) / 'results.csv'}")
 
 # %% ../nbs/90_cli.ipynb #71b895e5

@@ -195,13 +195,14 @@ class PretrainConfig:
 
     def to_dict(self) -> dict: return asdict(self)
 
-# %% ../nbs/02_simclr.ipynb #4bc8f462
+# %% ../nbs/02_simclr.ipynb #b2d18a24
 PRETRAIN_PRESETS = {  # preset -> PretrainConfig defaults (SPEC.md sections 3 and 9)
     'paper': dict(epochs=100, batch_size=512, lr=0.3, optimizer='lars', weight_decay=1e-6, warmup_epochs=10,
                   temperature=0.1, hidden_dim=2048, out_dim=128, knn_every=10),
-    # tiny: ~130 SGD steps (4 epochs of 2048 images, batch 64) fit the 15-25 s a run may take on 2 cores; in so few
-    # steps LARS (relative update lr x 0.001 per step) barely moves the weights, and small batches learn faster
-    'tiny': dict(epochs=4, batch_size=64, lr=1.0, optimizer='sgd', weight_decay=1e-6, warmup_epochs=1,
+    # tiny: 96 SGD steps (3 epochs of 2048 images, batch 64) fit the 15-45 s a run may take on one core, 24 runs
+    # in the tiny reproduction's 20 minutes; in so few steps LARS (relative update lr x 0.001 per step) barely moves
+    # the weights, and small batches learn faster
+    'tiny': dict(epochs=3, batch_size=64, lr=1.0, optimizer='sgd', weight_decay=1e-6, warmup_epochs=1,
                  temperature=0.1, hidden_dim=512, out_dim=128, knn_every=0, max_images=2048),
     'smoke': dict(epochs=2, batch_size=32, lr=0.3, optimizer='lars', weight_decay=1e-6, warmup_epochs=1,
                   temperature=0.1, hidden_dim=64, out_dim=32, knn_every=1, max_images=256),

@@ -14,11 +14,11 @@ import ssl_arch
 from . import archs, data
 
 # %% auto #0
-__all__ = ['EXPERIMENTS_DIR', 'RESULTS_FORMAT', 'PRESETS', 'PATH_PARAMETERS', 'BASELINES', 'STUDY_B_PRESETS', 'StudyError',
-           'Unit', 'unit_dir', 'is_done', 'atomic_write_text', 'run_unit', 'default_corpus', 'eval_sets',
-           'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units', 'collect_results',
-           'read_results', 'run_units', 'run_group', 'baseline_spec', 'search_unit', 'searched_spec', 'study_b_units',
-           'run_study_b', 'run_study_a']
+__all__ = ['EXPERIMENTS_DIR', 'RESULTS_FORMAT', 'PRESETS', 'PATH_PARAMETERS', 'SMOKE_DOWNSTREAM', 'BASELINES', 'STUDY_B_PRESETS',
+           'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir', 'is_done', 'atomic_write_text', 'run_unit',
+           'default_corpus', 'eval_sets', 'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units',
+           'collect_results', 'read_results', 'run_units', 'run_group', 'baseline_spec', 'search_unit', 'searched_spec',
+           'study_b_units', 'run_study_b', 'run_study_a']
 
 # %% ../nbs/04_study.ipynb #7d5cc254
 class StudyError(ValueError):
@@ -31,16 +31,17 @@ EXPERIMENTS_DIR = Path(ssl_arch.__file__).resolve().parent.parent / 'nbs' / 'exp
 RESULTS_FORMAT = 'ssl_arch.results/1'  # written in every results table; a reader refuses any other
 PRESETS = ('smoke', 'tiny', 'paper')
 
-# %% ../nbs/04_study.ipynb #963f78c8
+# %% ../nbs/04_study.ipynb #e96aaabe
 @dataclass(frozen=True)
 class Unit:
     "One unit of work: a papermill run of `nbs/experiments/{notebook}.ipynb` with `parameters`, in the study folder."
     name: str                    # unique and file-safe; the unit's folder is `units/{name}`
     notebook: str                # experiment notebook, e.g. 'pretrain' or 'linear_eval'
     parameters: dict = field(hash=False)  # papermill parameters; paths are relative to the study folder
-    group: str = ''              # units of a group run in order on one machine (one architecture)
+    group: str = ''              # one architecture's units: a shard or a SLURM job takes whole groups
     records: str | None = None   # JSON list of results-table records the unit writes (evaluation units)
     tags: dict = field(default_factory=dict, hash=False)  # columns added to each of its records (e.g. role)
+    after: str | None = None     # the unit (same group) that must finish first: an evaluation waits for its pretraining
 
     @property
     def key(self) -> str:
@@ -89,14 +90,16 @@ def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1) -> float:
                                       finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))))
     return seconds
 
-# %% ../nbs/04_study.ipynb #3e99cbc8
+# %% ../nbs/04_study.ipynb #7c489a5d
 def default_corpus(preset: str) -> str:
     "The pretraining corpus of study A: ImageNet for `paper`, its embedded stand-in otherwise."
     return 'imagenet' if preset == 'paper' else data.pretraining_corpora()[0]
 
+SMOKE_DOWNSTREAM = ('tiny-lowres', 'tiny-digits')  # smoke: one set in and one out of the objects corpus's distribution
+
 def eval_sets(preset: str, corpus: str) -> list[str]:
-    "The corpus's own labelled split, then every downstream set (the embedded suite unless `paper`)."
-    return [corpus] + data.downstream_sets(embedded_only=preset != 'paper')
+    "The corpus's own labelled split, then every downstream set (the embedded suite unless `paper`; two for `smoke`)."
+    return [corpus] + list(SMOKE_DOWNSTREAM if preset == 'smoke' else data.downstream_sets(embedded_only=preset != 'paper'))
 
 def pretrain_unit(spec, corpus: str, preset: str, seed: int, group: str, prefix: str = 'a', epochs: int = 0) -> Unit:
     "The SimCLR pretraining of `spec` on `corpus`."
@@ -110,7 +113,7 @@ def eval_unit(pre: Unit, sets: list[str], protocol: str, seed: int, prefix: str 
     name = pre.name.replace(f'{prefix}-pretrain-', f'{prefix}-eval-', 1) + f'-{protocol}'
     return Unit(name, 'linear_eval', dict(checkpoint=pre.parameters['out'], data=','.join(sets), protocol=protocol,
                                           seed=seed, init=init, out=f'units/{name}/records.json', cache_dir='cache'),
-                pre.group, records=f'units/{name}/records.json', tags=tags or {})
+                pre.group, records=f'units/{name}/records.json', tags=tags or {}, after=pre.name)
 
 # %% ../nbs/04_study.ipynb #0ffc25d8
 def study_a_units(preset: str = 'tiny', # 'smoke', 'tiny' or 'paper'
@@ -175,26 +178,46 @@ def read_results(path) -> pd.DataFrame:
            f"{RESULTS_FORMAT!r} (this table was written by an incompatible version of ssl_arch: rerun the study)")
     return table
 
-# %% ../nbs/04_study.ipynb #cc31107c
+# %% ../nbs/04_study.ipynb #d1533c00
 def _fmt_seconds(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s"
 
-def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, gpus_per_run: int, jobs: int, progress: bool):
-    "Run `todo` here: architecture groups in order, `jobs` groups at a time; the table is rebuilt after each evaluation."
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
+def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, gpus_per_run: int, jobs: int, progress: bool,
+               shard: str | None = None, replan=None) -> list[Unit]:
+    """Run `todo` here, `jobs` units at a time, in plan order, each as soon as the unit it comes `after` is done.
+
+    Scheduling units rather than whole groups keeps every worker busy to the end of the sweep (a group's units are
+    mostly independent: only an evaluation needs its pretraining). `replan()`, when given, plans the study again after
+    each unit, and units it adds join the queue (study B's searched nets, as soon as their search ends). A failed unit
+    stops new starts; the units in flight finish, then its error is raised. The results table is rebuilt after each
+    evaluation. Returns the study's units as last planned."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     from tqdm.auto import tqdm
-    groups = {}
-    for u in todo: groups.setdefault(u.group, []).append(u)
-    bar, lock = tqdm(total=len(todo), desc=f'study {root.name}', unit='unit', disable=not progress), threading.Lock()
-    def run(group):
-        for u in group:
-            run_unit(root, u, gpus_per_run)
-            with lock:
-                bar.update(1); bar.set_postfix_str(u.name[:60])
-                if u.records: collect_results(root, units, preset)
+    pending, running, unfinished, error = list(todo), {}, {u.name for u in todo}, None
+    seen = {u.name for u in units}
+    bar = tqdm(total=len(todo), desc=f'study {root.name}', unit='unit', disable=not progress)
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each unit is its own kernel process: threads only wait
-        for f in [pool.submit(run, g) for g in groups.values()]: f.result()
+        while running or (pending and error is None):
+            if replan is not None:
+                units = replan()
+                new = [u for u in shard_units(units, shard) if u.name not in seen and not is_done(root, u)]
+                seen |= {u.name for u in units}; pending += new; unfinished |= {u.name for u in new}
+                order = {u.name: i for i, u in enumerate(units)}
+                pending.sort(key=lambda u: order.get(u.name, len(order)))
+                if new: bar.total += len(new); bar.refresh()
+            ready = [u for u in pending if u.after not in unfinished]
+            for u in ready[:jobs - len(running)] if error is None else []:
+                pending.remove(u); running[pool.submit(run_unit, root, u, gpus_per_run)] = u
+            if not running:
+                raise StudyError(f"after={pending[0].after!r} is not allowed: unit {pending[0].name!r} waits for a unit "
+                                 "that is not planned before it")
+            for f in wait(running, return_when=FIRST_COMPLETED)[0]:
+                u = running.pop(f)
+                if f.exception() is not None: error = error or f.exception(); continue
+                unfinished.discard(u.name); bar.update(1); bar.set_postfix_str(u.name[:60])
+                if u.records: collect_results(root, units, preset)
     bar.close()
+    if error is not None: raise error
+    return units
 
 def run_units(root, # the study folder (created if missing)
               units: list[Unit], # the whole study
@@ -204,8 +227,9 @@ def run_units(root, # the study folder (created if missing)
               gpus_per_run: int = 1, # GPUs (processes under torchrun) for each pretraining
               slurm: dict | None = None, # submitit parameters for 'slurm' (e.g. slurm_partition, timeout_min)
               progress: bool = True,
-              jobs: int = 1, # local executor: architecture groups run at the same time
-              threads_per_unit: int | None = None) -> pd.DataFrame: # torch threads of each unit (None: torch's default)
+              jobs: int = 1, # local executor: units run at the same time
+              threads_per_unit: int | None = None, # torch threads of each unit (None: torch's default)
+              replan=None) -> pd.DataFrame: # local executor: `replan()` gives the study's units again (see `_run_local`)
     "Run the units of `shard` not yet done in `root`, then gather the study's results table."
     _check(executor in ('local', 'slurm'), 'executor', executor, "'local' or 'slurm'")
     _check(isinstance(gpus_per_run, int) and gpus_per_run >= 1, 'gpus_per_run', gpus_per_run, 'a positive integer')
@@ -214,7 +238,7 @@ def run_units(root, # the study folder (created if missing)
     if threads_per_unit: os.environ['OMP_NUM_THREADS'] = str(threads_per_unit)  # inherited by every unit's kernel
     todo = [u for u in shard_units(units, shard) if not is_done(root, u)]
     if executor == 'slurm': _run_submitit(root, todo, gpus_per_run, slurm or {})
-    else: _run_local(root, todo, units, preset, gpus_per_run, jobs, progress)
+    else: units = _run_local(root, todo, units, preset, gpus_per_run, jobs, progress, shard, replan)
     return collect_results(root, units, preset)
 
 # %% ../nbs/04_study.ipynb #015c5b6d
@@ -238,20 +262,23 @@ def _run_submitit(root: Path, units: list[Unit], gpus_per_run: int, slurm: dict)
     print(f"submitted {len(jobs)} jobs ({len(units)} units) to {ex.cluster}; waiting")
     for j in jobs: j.result()
 
-# %% ../nbs/04_study.ipynb #8281e15d
+# %% ../nbs/04_study.ipynb #633f644c
 BASELINES = ('mobilenet_v2', 'resnet18', 'resnet50')
 
 STUDY_B_PRESETS = {  # where to search, where to pretrain the found and hand-crafted nets, where table 4 trains
+    # random_search_corpora: where the random-search baseline (same space, the search's compute, best held-out SimCLR
+    # loss) also runs; its pick is pretrained and evaluated on that corpus, beside the searched net (table 1)
     'smoke': dict(search_corpora=('tiny-objects',), pretrain_corpora=('tiny-objects',), supervised_sets=('tiny-digits',),
-                  eval_downstream=False),
+                  random_search_corpora=('tiny-objects',), eval_downstream=False),
     # tiny: searching is cheap, pretraining is not: the iNat-mini stand-in is searched on but not pretrained on,
     # to fit the 20-minute budget (table 2's mini column is then empty, and says so)
     'tiny': dict(search_corpora=('tiny-objects', 'tiny-species', 'tiny-species-mini'),
                  pretrain_corpora=('tiny-objects', 'tiny-species'), supervised_sets=('tiny-faces', 'tiny-textures'),
-                 eval_downstream=True),
+                 random_search_corpora=('tiny-objects', 'tiny-species'), eval_downstream=True),
     'paper': dict(search_corpora=('imagenet', 'inat2021', 'inat2021-mini'),
                   pretrain_corpora=('imagenet', 'inat2021', 'inat2021-mini'),
-                  supervised_sets=('cifar10', 'cifar100', 'flowers102'), eval_downstream=True),
+                  supervised_sets=('cifar10', 'cifar100', 'flowers102'),
+                  random_search_corpora=('imagenet', 'inat2021', 'inat2021-mini'), eval_downstream=True),
 }
 
 def baseline_spec(name: str, preset: str):
@@ -259,43 +286,59 @@ def baseline_spec(name: str, preset: str):
     spec = archs.get_spec(name)
     return spec.scaled(archs.arch_space(spec.family, preset).width_scale)
 
-def search_unit(corpus: str, preset: str, seed: int) -> Unit:
-    "The ProxylessNAS search with the SimCLR loss on `corpus`'s unlabelled split."
-    name = f"b-search-{corpus}-s{seed}"
-    return Unit(name, 'search', dict(data=corpus, preset=preset, seed=seed, out=f'units/{name}/search'), group=f'search-{corpus}')
+SEARCH_METHODS = ('proxyless', 'random')
+
+def search_unit(corpus: str, preset: str, seed: int, method: str = 'proxyless') -> Unit:
+    "The search on `corpus`'s unlabelled split: ProxylessNAS with the SimCLR loss, or random search at its compute."
+    _check(method in SEARCH_METHODS, 'method', method, f'one of {SEARCH_METHODS}')
+    name = f"b-{'search' if method == 'proxyless' else 'random-search'}-{corpus}-s{seed}"
+    params = dict(data=corpus, preset=preset, seed=seed, out=f'units/{name}/search')
+    if method != 'proxyless': params['method'] = method  # (the ProxylessNAS units' keys stay those of earlier runs)
+    return Unit(name, 'search', params, group=name[2:])
 
 def searched_spec(root, unit: Unit):
     "The architecture a finished search unit derived (None while it has not finished)."
     if not is_done(root, unit): return None
     return archs.spec_from_json((Path(root) / unit.parameters['out'] / 'arch.json').read_text())
 
-# %% ../nbs/04_study.ipynb #6c806200
+# %% ../nbs/04_study.ipynb #382e138d
 def study_b_units(root, # the study folder: the searches' results decide the second phase
                   preset: str = 'tiny', seed: int = 0, protocol: str = 'lbfgs') -> list[Unit]:
-    "Study B as units: the searches, and (for each finished search) the pretrainings, evaluations and supervised runs."
+    """Study B as units: the searches, and (for each finished search) the pretrainings, evaluations and supervised runs.
+
+    A found net's units join its search's group, so the groups (and so `--shard k/n`) are the same before and after
+    the searches end, and the machine that ran a search also trains what it found."""
     _check(preset in STUDY_B_PRESETS, 'preset', preset, f'one of {list(STUDY_B_PRESETS)}')
     cfg = STUDY_B_PRESETS[preset]
     searches = [search_unit(c, preset, seed) for c in cfg['search_corpora']]
-    models = [(s, dict(role='searched', searched_on=c, baseline_name=''))
-              for c, s in ((u.parameters['data'], searched_spec(root, u)) for u in searches) if s is not None]
-    models += [(baseline_spec(b, preset), dict(role='baseline', searched_on='', baseline_name=b)) for b in BASELINES]
-    units = list(searches)
+    randoms = [search_unit(c, preset, seed, 'random') for c in cfg['random_search_corpora']]
+    found = lambda us, role: [(s, dict(role=role, searched_on=u.parameters['data'], baseline_name=''), u.group)
+                              for u, s in ((u, searched_spec(root, u)) for u in us) if s is not None]
+    models = found(searches, 'searched')
+    models += [(baseline_spec(b, preset), dict(role='baseline', searched_on='', baseline_name=b), b) for b in BASELINES]
+    units = searches + randoms
     downstream = data.downstream_sets(embedded_only=preset != 'paper') if cfg['eval_downstream'] else []
     for i, corpus in enumerate(cfg['pretrain_corpora']):
         sets = [corpus] + (downstream if i == 0 else [])  # table 3: transfer from the ImageNet-role corpus
-        for spec, tags in models:
-            pre = pretrain_unit(spec, corpus, preset, seed, group=spec.id, prefix='b')
+        for spec, tags, group in models:
+            pre = pretrain_unit(spec, corpus, preset, seed, group=group, prefix='b')
             units += [pre, eval_unit(pre, sets, protocol, seed, prefix='b', init='simclr', tags=tags)]
-    for spec, tags in models:
+    for spec, tags, group in found(randoms, 'random_search'):  # only where it was picked: did the search beat chance?
+        pre = pretrain_unit(spec, tags['searched_on'], preset, seed, group=group, prefix='b')
+        units += [pre, eval_unit(pre, [tags['searched_on']], protocol, seed, prefix='b', init='simclr', tags=tags)]
+    for spec, tags, group in models:
         if tags['role'] == 'searched' or tags['baseline_name'] == 'mobilenet_v2':
             for d in cfg['supervised_sets']:
                 name = f"b-supervised-{d}-{spec.id}-s{seed}"
                 units.append(Unit(name, 'supervised', dict(arch=spec.id, data=d, seed=seed, preset=preset,
                                                            out=f'units/{name}/records.json'),
-                                  spec.id, records=f'units/{name}/records.json', tags=tags))
-    return units
+                                  group, records=f'units/{name}/records.json', tags=tags))
+    # Two searches (or a search and chance) that find the same net plan the same units: each runs once, and its rows
+    # carry the first finder's tags.
+    seen = set()
+    return [u for u in units if not (u.name in seen or seen.add(u.name))]
 
-# %% ../nbs/04_study.ipynb #c908fd3e
+# %% ../nbs/04_study.ipynb #fc28cfcb
 def run_study_b(out, preset: str = 'tiny', seed: int = 0, shard: str | None = None, executor: str = 'local',
                 gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, protocol: str = 'lbfgs',
                 jobs: int = 1, threads_per_unit: int | None = None) -> pd.DataFrame:
@@ -303,13 +346,19 @@ def run_study_b(out, preset: str = 'tiny', seed: int = 0, shard: str | None = No
     t0, out = time.time(), Path(out).resolve()
     run = dict(shard=shard, executor=executor, gpus_per_run=gpus_per_run, slurm=slurm, progress=progress, jobs=jobs,
                threads_per_unit=threads_per_unit)
-    searches = [u for u in study_b_units(out, preset, seed, protocol) if u.notebook == 'search']
-    run_units(out, searches, preset, **run)
-    units = study_b_units(out, preset, seed, protocol)
-    table = run_units(out, units, preset, **run)
+    plan = lambda: study_b_units(out, preset, seed, protocol)
+    if executor == 'local': table = run_units(out, plan(), preset, **run, replan=plan)  # finds join as searches end
+    else:  # a job per group: the second phase is planned once every search (both methods) has finished
+        run_units(out, [u for u in plan() if u.notebook == 'search'], preset, **run)
+        table = run_units(out, plan(), preset, **run)
+    units = plan()
+    searches = [u for u in units if u.notebook == 'search']
     atomic_write_text(Path(out) / 'meta.json', json.dumps(dict(
         study='B', preset=preset, seed=seed, units=len(units), units_done=sum(is_done(Path(out), u) for u in units),
-        searched={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches},
+        searched={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
+                  if 'method' not in u.parameters},
+        random_search={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
+                       if 'method' in u.parameters},
         seconds_this_run=round(time.time() - t0, 1), ssl_arch_version=ssl_arch.__version__), indent=1))
     return table
 

@@ -119,8 +119,10 @@ def test_read_results_checks_columns(tmp_path):
 
 def test_study_b_tables_have_a_row_per_model():
     b = synthetic_study_b()
-    models = 3 + 2
-    assert len(table1_pretraining(b)) == models
+    models = 3 + 2  # baselines, searched nets; random search's picks are in table 1 only, on the corpus they came from
+    t1 = table1_pretraining(b).set_index('model')
+    assert len(t1) == models + 2 and t1.loc['random search on tiny-species', 'tiny-species'] == \
+        t1.loc['searched on tiny-species', 'tiny-species'] - 3 and np.isnan(t1.loc['random search on tiny-species', 'tiny-objects'])
     assert list(table2_transfer(b).model) == ['ResNet18', 'searched on tiny-objects', 'searched on tiny-species']
     t3 = table3_downstream(b)
     assert len(t3) == models * 2 and set(t3.pretrain_data) == {'tiny-objects', 'tiny-species'}

@@ -74,8 +74,11 @@ def test_tables_have_a_row_per_model(full):
     b = pd.read_csv(results / 'study_b' / 'results.csv', keep_default_na=False)
     models = b.arch_id.nunique()
     assert len(pd.read_csv(out / 'table1_searched_vs_handcrafted.csv')) == models
-    t3 = pd.read_csv(out / 'table3_downstream.csv')
-    assert len(t3) == models * b.pretrain_data.replace('', np.nan).dropna().nunique()
+    t3 = pd.read_csv(out / 'table3_downstream.csv')  # random search's picks are evaluated on their corpus only
+    transferred = b[(b.init == 'simclr') & (b.eval_data != b.pretrain_data)].arch_id.nunique()
+    assert transferred == models - 2 and len(t3) == transferred * b.pretrain_data.replace('', np.nan).dropna().nunique()
+    svr = pd.read_csv(out / 'check_search_vs_random.csv')
+    assert list(svr.corpus) == ['tiny-objects', 'tiny-species'] and np.allclose(svr.search_minus_random, 3)
     assert len(pd.read_csv(out / 'table4_supervised.csv')) == b[b.init == 'supervised'].arch_id.nunique()
     md = (out / 'table3_downstream.md').read_text()
     assert 'tiny-lowres (in)' in md and 'tiny-digits (out)' in md
@@ -141,5 +144,6 @@ def test_smoke_like_study_b_skips_only_what_it_cannot_fill(tmp_path):
     rep = Report(tmp_path)
     _study_b_tables(b, rep)
     assert sorted(p.name for p in rep.files) == sorted(f'{t}.{x}' for t in ('table1_searched_vs_handcrafted', 'table2_transfer',
-                                                                          'table4_supervised') for x in ('md', 'csv'))
+                                                                          'table4_supervised', 'check_search_vs_random')
+                                                               for x in ('md', 'csv'))
     assert rep.skipped == [('table 3', "downstream rows=0 are not enough: study B's SimCLR evaluations on downstream sets (table 3)")]

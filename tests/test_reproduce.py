@@ -1,5 +1,5 @@
 "The main job end to end on the smoke preset, through the same code path as `make reproduce` (`ssl-arch reproduce`)."
-import re, subprocess, sys, time
+import json, re, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ def test_stages_and_time_are_reported(reproduced):
 EXPECTED = ['README.md', 'fig1_correlation_resnet.png', 'fig1_correlation_mobilenet.svg', 'fig2_pretrain_vs_downstream.png',
             'fig3_params_vs_accuracy.png', 'fig4_top_bottom_ratio.png', 'fig5_samples.png', 'fig7_searched_architectures.png',
             'fig12_correlation_resnet.csv', 'fig13_correlation_mobilenet.csv', 'table1_searched_vs_handcrafted.md',
-            'table2_transfer.csv', 'table4_supervised.md', 'table5_datasets.md']
+            'table2_transfer.csv', 'table4_supervised.md', 'table5_datasets.md', 'check_search_vs_random.md']
 
 
 def test_every_expected_file_is_written(reproduced):
@@ -62,7 +62,10 @@ def test_tables_have_a_row_per_model(reproduced):
     runs, figures, _, _ = reproduced
     b = pd.read_csv(runs / 'study_b' / 'results.csv')
     t1 = pd.read_csv(figures / 'table1_searched_vs_handcrafted.csv')
-    assert len(t1) == b.arch_id.nunique() == 4  # the searched net and MobileNetV2, ResNet18, ResNet50
+    # MobileNetV2, ResNet18, ResNet50, the searched net and random search's pick (same space, same compute)
+    assert len(t1) == b.arch_id.nunique() == 5 and set(b.role) == {'baseline', 'searched', 'random_search'}
+    svr = pd.read_csv(figures / 'check_search_vs_random.csv')
+    assert list(svr.corpus) == ['tiny-objects'] and np.isclose(svr.searched - svr.random_search, svr.search_minus_random).all()
     a = pd.read_csv(runs / 'study_a' / 'results.csv')
     assert a.arch_id.nunique() == 6 and set(a.init) == {'simclr', 'random'}
 
@@ -75,3 +78,5 @@ def test_rerun_resumes_without_redoing_work(reproduced):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert {p: p.stat().st_mtime for p in runs.glob('study_*/units/*/DONE.json')} == stamps
+    meta = json.loads((runs / 'meta.json').read_text())  # both runs are recorded; the totals add them up
+    assert len(meta['runs']) == 2 and meta['stage_seconds']['study A'] >= meta['runs'][0]['stage_seconds']['study A']
