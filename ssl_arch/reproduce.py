@@ -13,11 +13,11 @@ from . import study
 # %% auto #0
 __all__ = ['STAGE_SECONDS', 'export_searches', 'reproduce']
 
-# %% ../nbs/08_reproduce.ipynb #0920bc74
+# %% ../nbs/08_reproduce.ipynb #b8017490
 # Wall-clock seconds each stage took on 2 CPU cores (measured with this code; see README), used only to say how long
 # is left before a stage has run once; the stage's own progress bar then estimates from its units.
-STAGE_SECONDS = {'smoke': {'study A': 200, 'study B': 200, 'figures': 10},
-                 'tiny': {'study A': 830, 'study B': 900, 'figures': 10}}  # measured 2026-11-24, machine shared
+STAGE_SECONDS = {'smoke': {'study A': 100, 'study B': 60, 'figures': 10},    # measured 2026-11-25, quiet machine
+                 'tiny': {'study A': 435, 'study B': 550, 'figures': 10}}
 
 def _fmt(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s"
 
