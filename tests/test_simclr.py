@@ -10,7 +10,8 @@ import torch
 
 from ssl_arch.archs import SpecError, get_spec
 from ssl_arch.simclr import (CHECKPOINT, CONFIG_FILE, METRICS_FILE, NonFiniteLossError, PretrainError, load_backbone,
-                             load_checkpoint, pretrain, pretrain_config, pretrain_run, resolve_config, save_json)
+                             load_checkpoint, pretrain, pretrain_config, pretrain_run, resolve_config)
+from ssl_arch.files import save_json
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH, OTHER_ARCH, DATA = 'resnet-basic-2222-w8-g1', 'resnet-basic-2222-w4-g1', 'tiny-objects'
