@@ -523,7 +523,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ssl_arch.study.Unit': ('study.html#unit', 'ssl_arch/study.py'),
                                 'ssl_arch.study.Unit.key': ('study.html#unit.key', 'ssl_arch/study.py'),
                                 'ssl_arch.study._check': ('study.html#_check', 'ssl_arch/study.py'),
-                                'ssl_arch.study._fmt_seconds': ('study.html#_fmt_seconds', 'ssl_arch/study.py'),
                                 'ssl_arch.study._run_local': ('study.html#_run_local', 'ssl_arch/study.py'),
                                 'ssl_arch.study._run_submitit': ('study.html#_run_submitit', 'ssl_arch/study.py'),
                                 'ssl_arch.study._torchrun_command': ('study.html#_torchrun_command', 'ssl_arch/study.py'),

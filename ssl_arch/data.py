@@ -423,7 +423,7 @@ def render_split(name: str, split: str, n: int | None = None) -> tuple[torch.Ten
     order = torch.randperm(n, generator=_generator(name, split, 'order'))
     return (x[order] * 255).round().to(torch.uint8), y[order]
 
-# %% ../nbs/01_data.ipynb #1e50944a
+# %% ../nbs/01_data.ipynb #ee0054c8
 def _recipe() -> dict:
     "Everything the suite's content depends on; its hash names the version of a cached build."
     return dict(version=SUITE_VERSION, seed=SUITE_SEED, image_size=IMAGE_SIZE, corpus=CORPUS_SIZES,
@@ -463,7 +463,7 @@ def build_suite(root=None, verbose: bool = False) -> dict:
     finally: torch.set_num_threads(threads)
     manifest = dict(recipe_hash=recipe_hash(), recipe=_recipe(), sets=sets,
                     build_seconds=round(time.perf_counter() - t0, 2), built_at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
-    atomic_write(root / 'manifest.json', lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    atomic_write(root / 'manifest.json', json.dumps(manifest, indent=1))
     return manifest
 
 def _build_sets(root: Path, verbose: bool) -> dict:
@@ -697,7 +697,7 @@ class ImageFiles(GuardedImages):
     def _read(self, i): return read_image(self.paths[i]), self.labels[i]
     def __repr__(self): return f'ImageFiles({self.name!r}, {len(self)} images, {len(self.classes)} classes)'
 
-# %% ../nbs/01_data.ipynb #f4808fd2
+# %% ../nbs/01_data.ipynb #28ed589f
 MANIFEST = 'split_manifest.csv'
 
 def _images_under(folder: Path) -> list[Path]:
@@ -741,7 +741,7 @@ def write_manifest(root, rows) -> Path:
     "Record a fixed split: write `rows` (path relative to `root`, label, split) to `root/split_manifest.csv` atomically."
     buf = io.StringIO()
     w = csv.writer(buf); w.writerow(['path', 'label', 'split']); w.writerows(rows)
-    atomic_write(Path(root) / MANIFEST, lambda f: f.write(buf.getvalue().encode()))
+    atomic_write(Path(root) / MANIFEST, buf.getvalue())
     return Path(root) / MANIFEST
 
 # %% ../nbs/01_data.ipynb #2b046e84

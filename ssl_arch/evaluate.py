@@ -35,7 +35,7 @@ def _check(ok: bool, field: str, value, allowed: str):
     "Raise `EvaluationError` naming `field`, its bad `value` and what is `allowed` unless `ok`."
     if not ok: raise EvaluationError(f"{field}={value!r} is not allowed: {allowed}")
 
-# %% ../nbs/03_evaluate.ipynb #fc9d9ffe
+# %% ../nbs/03_evaluate.ipynb #d214746b
 def _fold_batchnorms(module: nn.Module) -> nn.Module:
     "`module` with its BatchNorms folded, traced as a whole or, where torch.fx cannot trace it, child by child."
     from torch.fx.experimental.optimization import fuse
@@ -45,8 +45,11 @@ def _fold_batchnorms(module: nn.Module) -> nn.Module:
         return module
 
 def fused_for_inference(backbone: nn.Module) -> nn.Module:
-    "A copy of `backbone` in eval mode with each BatchNorm folded into the convolution before it."
-    return _fold_batchnorms(copy.deepcopy(backbone).eval())
+    "A copy of `backbone` in eval mode with each BatchNorm folded into the convolution before it (itself if folded)."
+    if getattr(backbone, 'batchnorms_folded', False): return backbone.eval()
+    net = _fold_batchnorms(copy.deepcopy(backbone).eval())
+    net.batchnorms_folded = True
+    return net
 
 def extract_features(backbone: nn.Module, # a frozen feature extractor: (B,3,H,W) float -> (B, d)
                      images: torch.Tensor, # uint8 images (N, 3, H, W)
@@ -356,7 +359,7 @@ def linear_probe(train_x: torch.Tensor, # (N, d) training features
                 n_train=len(train_y), n_test=len(test_y), feature_dim=train_x.shape[1],
                 probe_s=round(time.perf_counter() - t0, 4), **result)
 
-# %% ../nbs/03_evaluate.ipynb #79505884
+# %% ../nbs/03_evaluate.ipynb #75fe1df9
 def check_data_names(data_names) -> list[str]:
     "`data_names` (a list or a comma-separated string) as a list, every name a known data set."
     names = [s.strip() for s in data_names.split(',')] if isinstance(data_names, str) else list(data_names)
@@ -379,11 +382,11 @@ def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.fea
     names = check_data_names(data_names)
     key = cache_key or weights_hash(backbone)
     cache = FeatureCache(cache_dir or default_cache_dir(), key + ('-bf16' if bf16 else ''), backbone.feature_dim)
-    records = []
+    records, net = [], fused_for_inference(backbone)  # folded once, for every data set and split
     for name in names:
         t0 = time.perf_counter()
-        xtr, ytr = cached_features(backbone, name, 'train', cache, image_size, batch_size, device, bf16)
-        xte, yte = cached_features(backbone, name, 'test', cache, image_size, batch_size, device, bf16)
+        xtr, ytr = cached_features(net, name, 'train', cache, image_size, batch_size, device, bf16)
+        xte, yte = cached_features(net, name, 'test', cache, image_size, batch_size, device, bf16)
         features_s = time.perf_counter() - t0
         r = linear_probe(xtr, ytr, xte, yte, protocol, seed, num_classes=ssl_data.dataset_info(name).num_classes,
                          **options)

@@ -172,9 +172,7 @@ def read_results(path) -> pd.DataFrame:
            f"{RESULTS_FORMAT!r} (this table was written by an incompatible version of ssl_arch: rerun the study)")
     return table
 
-# %% ../nbs/04_study.ipynb #d1533c00
-def _fmt_seconds(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s"
-
+# %% ../nbs/04_study.ipynb #bff6ed77
 def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, gpus_per_run: int, jobs: int, progress: bool,
                shard: str | None = None, replan=None) -> list[Unit]:
     """Run `todo` here, `jobs` units at a time, in plan order, each as soon as the unit it comes `after` is done.
