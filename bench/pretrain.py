@@ -25,8 +25,8 @@ from torchvision.transforms import v2
 from ssl_arch.archs import build_backbone
 from ssl_arch.augment import IMAGENET_MEAN, IMAGENET_STD
 from ssl_arch.data import load_tensors
-from ssl_arch.simclr import (NTXentLoss, ProjectionHead, SimCLRModel, build_optimizer, load_backbone, pretrain,
-                             pretrain_config, scaled_lr, simclr_step, speed_choices)
+from ssl_arch.simclr import NTXentLoss, ProjectionHead, SimCLRModel, load_backbone, pretrain, pretrain_config, simclr_step
+from ssl_arch.training import build_optimizer, scaled_lr, speed_choices
 from ssl_arch.study import baseline_spec
 
 MODELS = {'tiny ResNet-like': baseline_spec('resnet18', 'tiny'), 'tiny MobileNet-like': baseline_spec('mobilenet_v2', 'tiny')}

@@ -18,7 +18,8 @@ from fastcore.basics import patch
 from .archs import _check, build_backbone, spec_to_json
 from .augment import SimCLRAugmentation
 from .distributed import get_rank, get_world_size, rank_seed
-from .simclr import (NTXentLoss, ProjectionHead, SimCLRModel, load_corpus, resolve_device, simclr_step)
+from .simclr import NTXentLoss, ProjectionHead, SimCLRModel, load_corpus, simclr_step
+from .training import WarmupCosine, build_optimizer, resolve_device
 from .files import atomic_write, save_json
 from .proxyless import (OPS, Cell, ProxylessSpec, cell_layout, channels, check_input, stem_layers,
                                 head_layer, mbconv_for, _init_weights)
@@ -258,13 +259,12 @@ def search_config(preset: str = 'tiny', **overrides) -> SearchConfig:
 
 # %% ../nbs/05a_proxyless_search.ipynb #1c0619ce
 def _weight_optimizer(params: Sequence[nn.Parameter], c: SearchConfig) -> torch.optim.SGD:
-    "SGD with Nesterov momentum; weight decay on conv/linear weights only (not BN parameters or biases)."
-    decay = [p for p in params if p.ndim > 1]; rest = [p for p in params if p.ndim <= 1]
-    return torch.optim.SGD([dict(params=decay, weight_decay=c.weight_decay), dict(params=rest, weight_decay=0.0)],
-                           lr=c.weight_lr, momentum=c.momentum, nesterov=c.momentum > 0)
+    "SGD with Nesterov momentum (ProxylessNAS's); weight decay on conv/linear weights only, as in every loop."
+    return build_optimizer(params, 'sgd', c.weight_lr, c.weight_decay, c.momentum, nesterov=c.momentum > 0)
 
 def _cosine(base: float, step: int, total: int) -> float:
-    return base * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    "`base` decayed by the toolkit's cosine (no warm-up) at `step` of `total`."
+    return base * WarmupCosine(0, max(total, 1))(min(step, total))
 
 # %% ../nbs/05a_proxyless_search.ipynb #82150708
 def _simclr_loss(net, head, loss_fn, augment, batch, device) -> Callable:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_simclr.ipynb #af6d44c3
 from __future__ import annotations
-import argparse, json, math, os, platform, sys, time
+import argparse, json, math, os, sys, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 
@@ -16,25 +16,22 @@ from tqdm.auto import tqdm
 
 import ssl_arch
 from .archs import get_spec, build_backbone, spec_from_json, SpecError
-from .files import atomic_write, save_json
+from .files import save_json
+from .training import (OPTIMIZERS, NonFiniteLossError, TrainingError, build_optimizer, library_versions, load_checkpoint,
+                               load_weights, resolve_device, save_checkpoint, scaled_lr, speed_choices,
+                               warmup_cosine_scheduler)
 from .distributed import (all_gather_with_grad, all_reduce_mean, barrier, gather_objects, get_rank, get_world_size,
                           init_distributed, is_main_process, rank_seed, rng_state, seed_everything, set_rng_state)
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'PRETRAIN_PRESETS', 'SPEED_CHOICES', 'CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'TB_DIR',
-           'CHECKPOINT_FORMAT', 'PretrainError', 'NonFiniteLossError', 'NTXentLoss', 'ProjectionHead', 'SimCLRModel',
-           'LARS', 'param_groups', 'build_optimizer', 'scaled_lr', 'WarmupCosine', 'warmup_cosine_scheduler',
-           'PretrainConfig', 'pretrain_config', 'speed_choices', 'resolve_device', 'library_versions',
-           'check_run_folder', 'load_checkpoint', 'load_corpus', 'knn_monitor', 'simclr_step', 'resolve_config',
-           'build_run', 'restore_run', 'augment_views', 'train_epoch', 'pretrain', 'pretrain_run', 'main',
-           'load_backbone']
+__all__ = ['PRETRAIN_PRESETS', 'CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'PretrainError', 'NTXentLoss',
+           'ProjectionHead', 'SimCLRModel', 'PretrainConfig', 'pretrain_config', 'check_run_folder', 'load_corpus',
+           'knn_monitor', 'simclr_step', 'resolve_config', 'build_run', 'restore_run', 'augment_views', 'train_epoch',
+           'pretrain', 'pretrain_run', 'main', 'load_backbone']
 
 # %% ../nbs/02_simclr.ipynb #23616c5a
-class PretrainError(ValueError):
+class PretrainError(TrainingError):
     "A bad pretraining request or run folder; the message names the field, the bad value and what is allowed."
-
-class NonFiniteLossError(FloatingPointError):
-    "The loss became NaN or infinite; the message names the step and the last good checkpoint."
 
 def _check(ok: bool, field: str, value, allowed: str):
     "Raise `PretrainError` naming `field`, its bad `value` and what is `allowed` unless `ok`."
@@ -84,70 +81,6 @@ class SimCLRModel(nn.Module):
         self.backbone, self.head = backbone, head
 
     def forward(self, x): return self.head(self.backbone(x))
-
-# %% ../nbs/02_simclr.ipynb #158fa3ca
-class LARS(torch.optim.Optimizer):
-    "SGD with momentum and layer-wise adaptive rate scaling; groups with `lars=False` are plain SGD."
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.,
-                 eta: float = 0.001): # trust coefficient (SimCLR: 0.001)
-        _check(lr > 0, 'lr', lr, 'a positive number')
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None if closure is None else torch.enable_grad()(closure)()
-        for group in self.param_groups:
-            for p in group['params']:
-                if p.grad is None: continue
-                d = p.grad.add(p, alpha=group['weight_decay']) if group['weight_decay'] else p.grad.clone()
-                if group['lars']:
-                    wn, dn = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
-                    d.mul_(torch.where((wn > 0) & (dn > 0), group['eta'] * wn / dn, torch.ones_like(wn)))
-                state = self.state[p]
-                if 'momentum_buffer' not in state: state['momentum_buffer'] = d
-                else: d = state['momentum_buffer'].mul_(group['momentum']).add_(d)
-                p.add_(d, alpha=-group['lr'])
-        return loss
-
-# %% ../nbs/02_simclr.ipynb #97cfe7fe
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    "Two groups: conv/linear weights (weight decay, LARS) and BN parameters + biases (neither)."
-    decay, plain = [], []
-    for p in model.parameters():
-        if p.requires_grad: (plain if p.ndim <= 1 else decay).append(p)
-    return [dict(params=decay, weight_decay=weight_decay, lars=True),
-            dict(params=plain, weight_decay=0., lars=False)]
-
-OPTIMIZERS = ('lars', 'sgd')
-
-def build_optimizer(model: nn.Module, name: str = 'lars', lr: float = 0.3, weight_decay: float = 1e-6,
-                    momentum: float = 0.9) -> torch.optim.Optimizer:
-    "LARS or SGD (momentum) over `param_groups(model, weight_decay)` at learning rate `lr`."
-    _check(name in OPTIMIZERS, 'optimizer', name, f"one of {', '.join(map(repr, OPTIMIZERS))}")
-    _check(lr > 0, 'lr', lr, 'a positive number')
-    groups = param_groups(model, weight_decay)
-    return LARS(groups, lr, momentum) if name == 'lars' else torch.optim.SGD(groups, lr, momentum=momentum)
-
-# %% ../nbs/02_simclr.ipynb #89cfc29f
-def scaled_lr(base_lr: float, batch_size: int) -> float:
-    "SimCLR's learning-rate scaling: `base_lr` x batch_size / 256."
-    return base_lr * batch_size / 256
-
-class WarmupCosine:
-    "Learning-rate factor: linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps`."
-    def __init__(self, warmup_steps: int, total_steps: int):
-        _check(0 <= warmup_steps <= total_steps and total_steps > 0, 'warmup_steps, total_steps',
-               (warmup_steps, total_steps), '0 <= warmup_steps <= total_steps, total_steps > 0')
-        self.warmup_steps, self.total_steps = warmup_steps, total_steps
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps: return (step + 1) / self.warmup_steps
-        t = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.)))
-
-def warmup_cosine_scheduler(optimizer, warmup_steps: int, total_steps: int):
-    "A `LambdaLR` following `WarmupCosine`, to be stepped after every optimiser step."
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps))
 
 # %% ../nbs/02_simclr.ipynb #605df911
 @dataclass(frozen=True)
@@ -217,35 +150,8 @@ def pretrain_config(arch: str, data: str, preset: str = 'tiny', **overrides) -> 
     kw = {**PRETRAIN_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     return PretrainConfig(arch=arch, data=data, preset=preset, **kw)
 
-# %% ../nbs/02_simclr.ipynb #cf0d0a95
-SPEED_CHOICES = {  # (device type, family) -> (channels_last, bf16 autocast); measured, see the text above
-    ('cpu', 'resnet'): (True, True), ('cpu', 'mobilenet'): (True, False), ('cpu', 'proxyless'): (True, False),
-    ('cuda', 'resnet'): (True, True), ('cuda', 'mobilenet'): (True, True), ('cuda', 'proxyless'): (True, True),
-}
-
-def speed_choices(family: str, device_type: str) -> dict:
-    "channels_last and bf16 autocast for a `family` on a `device_type` ('cpu' or 'cuda')."
-    cl, bf16 = SPEED_CHOICES.get((device_type, family), (True, device_type == 'cuda'))
-    return dict(channels_last=cl, bf16=bf16)
-
-def resolve_device(device=None) -> torch.device:
-    "`device` as a `torch.device`; None: CUDA when available, else the CPU."
-    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try: d = torch.device(device)
-    except (RuntimeError, TypeError): d = None
-    _check(d is not None and d.type in ('cpu', 'cuda'), 'device', device, "'cpu', 'cuda' or 'cuda:N'")
-    _check(d.type == 'cpu' or torch.cuda.is_available(), 'device', device, "'cpu': CUDA is not available here")
-    return d
-
 # %% ../nbs/02_simclr.ipynb #e58f5573
-CHECKPOINT, CONFIG_FILE, METRICS_FILE, TB_DIR = 'checkpoint.pt', 'config.json', 'metrics.json', 'tb'
-CHECKPOINT_FORMAT = 'ssl_arch.simclr/1'
-
-def library_versions() -> dict:
-    "Versions of the libraries a checkpoint depends on."
-    import torchvision
-    return dict(ssl_arch=str(ssl_arch.__version__), torch=str(torch.__version__),  # plain str: weights_only loads
-                torchvision=str(torchvision.__version__), numpy=str(np.__version__), python=platform.python_version())
+CHECKPOINT, CONFIG_FILE, METRICS_FILE, TB_DIR = 'checkpoint.pt', 'config.json', 'metrics.json', 'tb' 
 
 # %% ../nbs/02_simclr.ipynb #b7dc5bac
 def _jsonable(d: dict) -> dict: return json.loads(json.dumps(d, default=str))
@@ -266,26 +172,6 @@ def check_run_folder(out: Path, config: PretrainConfig) -> bool:
     _check(not (out / CHECKPOINT).exists(), 'out', str(out),
            f'a folder without a foreign {CHECKPOINT} (this one has no {CONFIG_FILE}: not a run of ssl_arch.simclr)')
     return False
-
-# %% ../nbs/02_simclr.ipynb #dbbc3e5a
-def load_checkpoint(path) -> dict:
-    "A checkpoint written by `pretrain`, loaded on the CPU (`weights_only`), with a clear error for foreign files."
-    path = Path(path)
-    _check(path.is_file(), 'checkpoint', str(path), f'an existing {CHECKPOINT} written by ssl_arch.simclr.pretrain')
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise PretrainError(f"checkpoint={str(path)!r} is not allowed: it cannot be read ({type(e).__name__}: {e})") from e
-    _check(isinstance(ckpt, dict) and ckpt.get('format') == CHECKPOINT_FORMAT, 'checkpoint', str(path),
-           f"a file with format {CHECKPOINT_FORMAT!r} written by ssl_arch.simclr.pretrain")
-    return ckpt
-
-def _load_weights(module: nn.Module, state: dict, what: str, path):
-    "`module.load_state_dict(state)`, with an error naming the run when the shapes or names do not fit."
-    try: module.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise PretrainError(f"checkpoint={str(path)!r} is not allowed: its {what} does not fit this model "
-                            f"({first[1].strip() if len(first) > 1 else first[0]})") from e
 
 # %% ../nbs/02_simclr.ipynb #5726c1da
 def load_corpus(data: str, labelled: bool = True) -> tuple:
@@ -350,8 +236,8 @@ def restore_run(path: Path, config: PretrainConfig, model, optimizer, scheduler)
     ckpt = load_checkpoint(path)
     _check(ckpt['config'] == _jsonable(config.to_dict()), 'checkpoint', str(path),
            f'a checkpoint of this run ({CONFIG_FILE} and {CHECKPOINT} disagree)')
-    _load_weights(model.backbone, ckpt['model'], 'backbone', path)
-    _load_weights(model.head, ckpt['head'], 'projection head', path)
+    load_weights(model.backbone, ckpt['model'], 'backbone', path)
+    load_weights(model.head, ckpt['head'], 'projection head', path)
     optimizer.load_state_dict(ckpt['optimizer']); scheduler.load_state_dict(ckpt['scheduler'])
     set_rng_state(ckpt['rng'][get_rank()])
     return ckpt['epoch'], list(ckpt['history'])
@@ -481,11 +367,10 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, config, spec, epoc
     "Write the end-of-epoch checkpoint atomically (rank 0), with every rank's RNG states."
     rngs = gather_objects(rng_state())
     if not is_main_process(): return
-    ckpt = dict(format=CHECKPOINT_FORMAT, config=_jsonable(config.to_dict()), spec=_jsonable(spec.to_dict()),
-                epoch=epoch, model=model.backbone.state_dict(), head=model.head.state_dict(),
-                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs, history=history,
-                versions=library_versions(), **extra)
-    atomic_write(path, lambda f: torch.save(ckpt, f))
+    save_checkpoint(path, dict(config=_jsonable(config.to_dict()), spec=_jsonable(spec.to_dict()), epoch=epoch,
+                               model=model.backbone.state_dict(), head=model.head.state_dict(),
+                               optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rngs,
+                               history=history, **extra))
 
 def _metrics(meta: dict, history: list) -> dict:
     "The run's summary: configuration, per-epoch history and the final numbers."
@@ -546,7 +431,7 @@ def load_backbone(run_dir, # a run folder written by `pretrain`
            "command again to finish it, or pass allow_incomplete=True)")
     spec = spec_from_json(ckpt['spec'])
     backbone = build_backbone(spec, small_images=ckpt['small_images'])
-    _load_weights(backbone, ckpt['model'], 'backbone', Path(run_dir) / CHECKPOINT)
+    load_weights(backbone, ckpt['model'], 'backbone', Path(run_dir) / CHECKPOINT)
     return backbone.eval(), spec, {**config, 'small_images': ckpt['small_images'], 'image_size': ckpt['image_size'],
                                    'epochs_completed': ckpt['epoch'], 'versions': ckpt['versions']}
 

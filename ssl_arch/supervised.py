@@ -18,8 +18,8 @@ from .archs import arch_record, build_model, get_spec
 from .augment import eval_transform
 from .distributed import rank_seed, seed_everything
 from .evaluate import weights_hash
-from .simclr import (NonFiniteLossError, build_optimizer, resolve_device, scaled_lr, speed_choices,
-                             warmup_cosine_scheduler)
+from .training import (NonFiniteLossError, build_optimizer, resolve_device, scaled_lr, speed_choices,
+                               warmup_cosine_scheduler)
 from .files import save_json
 
 # %% auto #0

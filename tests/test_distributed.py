@@ -54,7 +54,8 @@ def _tiny_models():
 def _check_models(rank: int, world: int) -> dict:
     "One `simclr_step` (LARS) under DDP on B/world images per rank vs one process on B images: loss, grads, weights."
     import copy
-    from ssl_arch.simclr import NTXentLoss, build_optimizer, simclr_step
+    from ssl_arch.simclr import NTXentLoss, simclr_step
+    from ssl_arch.training import build_optimizer
     g = torch.Generator().manual_seed(1)
     v1, v2 = torch.randn(B, 3, 16, 16, generator=g), torch.randn(B, 3, 16, 16, generator=g)
     n, out = B // world, {}
@@ -103,7 +104,8 @@ def _check_gather_without_grad(rank: int, world: int) -> float:
 
 def _check_pretrain(rank: int, world: int, out: Path) -> dict:
     "The real loop under torchrun: a smoke run on 2 processes writes one checkpoint holding both ranks' RNG states."
-    from ssl_arch.simclr import pretrain_run, load_checkpoint
+    from ssl_arch.simclr import pretrain_run
+    from ssl_arch.training import load_checkpoint
     m = pretrain_run('resnet-basic-2222-w8-g1', 'tiny-objects', out, preset='smoke', epochs=1, batch_size=16,
                      progress=False)
     res = dict(world_size=m['config']['world_size'], epochs=m['epochs_completed'], loss=m['final_loss'])

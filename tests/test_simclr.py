@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from ssl_arch.archs import SpecError, get_spec
-from ssl_arch.simclr import (CHECKPOINT, CONFIG_FILE, METRICS_FILE, NonFiniteLossError, PretrainError, load_backbone,
-                             load_checkpoint, pretrain, pretrain_config, pretrain_run, resolve_config)
+from ssl_arch.training import NonFiniteLossError, TrainingError, load_checkpoint
+from ssl_arch.simclr import (CHECKPOINT, CONFIG_FILE, METRICS_FILE, PretrainError, load_backbone,
+                             pretrain, pretrain_config, pretrain_run, resolve_config)
 from ssl_arch.files import save_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,10 +101,10 @@ def test_refuses_a_checkpoint_of_another_architecture_or_config(tmp_path):
     ck = load_checkpoint(dst / CHECKPOINT)        # config rewritten to match: the weights still do not fit
     ck['config'], ck['epoch'] = json.loads((dst / CONFIG_FILE).read_text()), 0
     torch.save(ck, dst / CHECKPOINT)
-    with pytest.raises(PretrainError, match="its backbone does not fit this model"):
+    with pytest.raises(TrainingError, match="its backbone does not fit this model"):
         _quick(dst, arch=OTHER_ARCH)
     (dst / CHECKPOINT).write_bytes(b'not a checkpoint')
-    with pytest.raises(PretrainError, match="cannot be read"):
+    with pytest.raises(TrainingError, match="cannot be read"):
         _quick(dst, arch=OTHER_ARCH)
     (dst / CHECKPOINT).write_bytes(before)
 
@@ -115,7 +116,7 @@ def test_refuses_a_checkpoint_of_another_architecture_or_config(tmp_path):
     (dict(lr=0.), PretrainError, 'lr=0.0 is not allowed: a positive number'),
     (dict(arch='resnet-huge'), SpecError, "id='resnet-huge' is not allowed"),
     (dict(data='imagenet-99'), PretrainError, "data='imagenet-99' is not allowed: one of"),
-    (dict(device='tpu'), PretrainError, "device='tpu' is not allowed"),
+    (dict(device='tpu'), TrainingError, "device='tpu' is not allowed"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, kw, exc, message):
     out = tmp_path / 'run'
