@@ -243,13 +243,8 @@ NAMED_SPECS = {
     'mobilenet_v2': MobileNetSpec(MBV2_DEPTHS, 1.0),
 }
 
-def _load_family(name: str):
-    "Import the module that registers `name` if it is the searched-architecture family (study B) and not loaded yet."
-    if name == 'proxyless' and 'proxyless' not in FAMILIES: import ssl_arch.proxyless  # registers it
-
 def _family_for_id(s: str) -> type:
     prefix = s.split('-', 1)[0] if isinstance(s, str) else s
-    _load_family(prefix)
     for cls in FAMILIES.values():
         if cls.id_prefix == prefix: return cls
     prefixes = ', '.join(repr(c.id_prefix + '-...') for c in FAMILIES.values())
@@ -273,7 +268,6 @@ def spec_from_json(s: str | dict):
     "The spec a `spec_to_json` object describes; its `id`, if present, must agree with its fields."
     d = dict(json.loads(s) if isinstance(s, str) else s)
     family, stated_id = d.pop('family', None), d.pop('id', None)
-    _load_family(family)
     _check(family in FAMILIES, 'family', family, f'one of {sorted(FAMILIES)}')
     cls = FAMILIES[family]
     names = {f.name for f in fields(cls)}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_reproduce.ipynb #01af6847
 from __future__ import annotations
-import json, shutil, time
+import json, time
 from pathlib import Path
 
 import ssl_arch
@@ -12,7 +12,7 @@ from . import study
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['STAGE_SECONDS', 'export_searches', 'reproduce']
+__all__ = ['STAGE_SECONDS', 'reproduce']
 
 # %% ../nbs/08_reproduce.ipynb #b8017490
 # Wall-clock seconds each stage took on 2 CPU cores (measured with this code; see README), used only to say how long
@@ -27,18 +27,6 @@ def _stage_line(i: int, name: str, preset: str, elapsed: float, stages: list[str
     left = sum(prior.get(n, 0) for n in stages[i:])
     est = f", about {_fmt(left)} left (estimate for {preset} on 2 CPU cores)" if left else ''
     return f"[{i + 1}/{len(stages)}] {name}: {_fmt(elapsed)} elapsed{est}"
-
-# %% ../nbs/08_reproduce.ipynb #a77d46f4
-def export_searches(study_b_dir: Path):
-    "Copy each finished search's outputs to `study_b/search/<corpus>/` (what the figures read)."
-    for unit_dir in sorted(Path(study_b_dir).glob('units/b-search-*')):
-        src = unit_dir / 'search'
-        if (unit_dir / 'DONE.json').exists() and (src / 'arch.json').exists():
-            corpus = json.loads((unit_dir / 'DONE.json').read_text())['parameters']['data']
-            dst = Path(study_b_dir) / 'search' / corpus
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in src.iterdir():
-                if f.is_file(): shutil.copy2(f, dst / f.name)
 
 # %% ../nbs/08_reproduce.ipynb #08a9074d
 def _write_meta(root: Path, preset: str, seed: int, this_run: dict, runs: list) -> dict:
@@ -76,9 +64,7 @@ def reproduce(preset: str = 'tiny', # 'smoke', 'tiny' or 'paper'
         print(_stage_line(i, name, preset, time.time() - t0, stages), flush=True)
         ts = time.time()
         if name == 'study A': study.run_study_a(root / 'study_a', preset, seed, progress=progress, **local)
-        elif name == 'study B':
-            study.run_study_b(root / 'study_b', preset, seed, progress=progress, **local)
-            export_searches(root / 'study_b')
+        elif name == 'study B': study.run_study_b(root / 'study_b', preset, seed, progress=progress, **local)
         elif name == 'figures':
             _write_meta(root, preset, seed, this_run, runs)  # the figures' README reports the stages so far
             from ssl_arch.figures import write_paper_figures

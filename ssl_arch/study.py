@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_study.ipynb #8fc14f77
 from __future__ import annotations
-import hashlib, json, os, subprocess, sys, time
+import hashlib, json, os, shutil, subprocess, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ __all__ = ['EXPERIMENTS_DIR', 'RESULTS_FORMAT', 'PRESETS', 'PATH_PARAMETERS', 'S
            'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir', 'is_done', 'run_unit', 'default_corpus', 'eval_sets',
            'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units', 'collect_results',
            'read_results', 'run_units', 'run_group', 'baseline_spec', 'search_unit', 'searched_spec', 'study_b_units',
-           'run_study_b', 'run_study_a']
+           'export_searches', 'run_study_b', 'run_study_a']
 
 # %% ../nbs/04_study.ipynb #7d5cc254
 class StudyError(ValueError):
@@ -330,6 +330,17 @@ def study_b_units(root, # the study folder: the searches' results decide the sec
     seen = set()
     return [u for u in units if not (u.name in seen or seen.add(u.name))]
 
+# %% ../nbs/04_study.ipynb #9776e0de
+def export_searches(root: Path, units: list[Unit]):
+    "Copy each finished ProxylessNAS search's outputs to `root/search/<corpus>/` (what the figures read)."
+    for u in units:
+        src = Path(root) / u.parameters.get('out', '')
+        if u.notebook != 'search' or 'method' in u.parameters or not is_done(root, u) or not (src / 'arch.json').exists(): continue
+        dst = Path(root) / 'search' / u.parameters['data']
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.is_file(): shutil.copy2(f, dst / f.name)
+
 # %% ../nbs/04_study.ipynb #e05c2b7d
 def run_study_b(out, preset: str = 'tiny', seed: int = 0, shard: str | None = None, executor: str = 'local',
                 gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, protocol: str = 'lbfgs',
@@ -344,6 +355,7 @@ def run_study_b(out, preset: str = 'tiny', seed: int = 0, shard: str | None = No
         run_units(out, [u for u in plan() if u.notebook == 'search'], preset, **run)
         table = run_units(out, plan(), preset, **run)
     units = plan()
+    export_searches(out, units)
     searches = [u for u in units if u.notebook == 'search']
     atomic_write(Path(out) / 'meta.json', json.dumps(dict(
         study='B', preset=preset, seed=seed, units=len(units), units_done=sum(is_done(Path(out), u) for u in units),

@@ -8,7 +8,7 @@ EXPERIMENTS = sorted((Path(__file__).parent.parent / 'nbs' / 'experiments').glob
 
 
 def test_there_are_experiment_notebooks():
-    assert {'pretrain', 'linear_eval', 'study_a'} <= {p.stem for p in EXPERIMENTS}
+    assert {'pretrain', 'linear_eval', 'study_a', 'study_b'} <= {p.stem for p in EXPERIMENTS}
 
 
 @pytest.mark.parametrize('path', EXPERIMENTS, ids=lambda p: p.stem)
