@@ -8,7 +8,8 @@ import argparse, time
 import torch
 import torch.nn.functional as F
 
-from ssl_arch.archs import arch_space, build_model, param_counts, sample_archs
+from ssl_arch.archs import build_model, param_counts, sample_archs
+from ssl_arch.preset import get_preset
 
 
 def images_per_second(spec, batch_size: int, steps: int, warmup: int) -> float:
@@ -26,7 +27,7 @@ def images_per_second(spec, batch_size: int, steps: int, warmup: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--preset', default='tiny')
+    ap.add_argument('--preset', default='tiny', help='paper, tiny, smoke or a preset file')
     ap.add_argument('--batch-size', type=int, default=256)
     ap.add_argument('--steps', type=int, default=5)
     ap.add_argument('--warmup', type=int, default=2)
@@ -35,7 +36,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, 32x32, channels_last")
     for family in ('resnet', 'mobilenet'):
         rates = []
-        for spec in sample_archs(family, preset=args.preset):
+        for spec in sample_archs(get_preset(args.preset).space(family)):
             r = images_per_second(spec, args.batch_size, args.steps, args.warmup)
             rates.append(r)
             print(f"  {spec.id:<36} {param_counts(spec)[0] / 1e6:6.2f}M params  {r:8.0f} images/s")

@@ -2,13 +2,13 @@
 
 Goals (issue 5, on 2 CPU cores): at most 30 s from raw images, at most 5 s from the feature cache.
 Run: `.venv/bin/python bench/evaluate.py [--threads 2] [--protocol lbfgs] [--width 16]`.
-The suite is built (or verified) before the clock starts: building it is the data module's cost, not evaluation's.
+The suite is built (or verified) before the clock starts: building it is the suite module's cost, not evaluation's.
 """
 import argparse, os, tempfile, time
 
 import torch
 
-from ssl_arch import data as ssl_data
+from ssl_arch import data as ssl_data, datasets, suite
 from ssl_arch.archs import ResNetSpec
 from ssl_arch.evaluate import PROTOCOLS, evaluate_backbone, random_init_backbone
 
@@ -27,8 +27,8 @@ def main():
     p.add_argument('--width', type=int, default=16, help='ResNet-18-like backbone (CIFAR stem) of this base width')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    names = ssl_data.dataset_names()
-    ssl_data.ensure_suite()
+    names = datasets.dataset_names()
+    suite.ensure_suite()
     net = random_init_backbone(ResNetSpec('basic', (2, 2, 2, 2), width=args.width), small_images=True, seed=0)
     n_images = sum(len(ssl_data.load_tensors(n, s)[0]) for n in names for s in ('train', 'test'))
     ssl_data._embedded_arrays.cache_clear()  # the raw run reads the files itself

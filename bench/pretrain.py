@@ -25,11 +25,13 @@ from torchvision.transforms import v2
 from ssl_arch.archs import build_backbone
 from ssl_arch.augment import IMAGENET_MEAN, IMAGENET_STD
 from ssl_arch.data import load_tensors
-from ssl_arch.simclr import NTXentLoss, ProjectionHead, SimCLRModel, load_backbone, pretrain, pretrain_config, simclr_step
+from ssl_arch.preset import get_preset
+from ssl_arch.simclr import NTXentLoss, ProjectionHead, SimCLRModel, load_backbone, pretrain, simclr_step
 from ssl_arch.training import build_optimizer, scaled_lr, speed_choices
 from ssl_arch.study import baseline_spec
 
-MODELS = {'tiny ResNet-like': baseline_spec('resnet18', 'tiny'), 'tiny MobileNet-like': baseline_spec('mobilenet_v2', 'tiny')}
+MODELS = {'tiny ResNet-like': baseline_spec('resnet18', get_preset('tiny')),
+          'tiny MobileNet-like': baseline_spec('mobilenet_v2', get_preset('tiny'))}
 
 
 def _model_and_optimiser(spec, config):
@@ -57,7 +59,7 @@ def ceiling(spec, config, steps: int, repeats: int) -> float:
 def full_loop(spec, config, steps: int, repeats: int) -> float:
     "(b) images/s of `pretrain`: best epoch after the first (which pays for kernel selection and warm-up)."
     with tempfile.TemporaryDirectory() as d:
-        c = pretrain_config(spec.id, config.data, 'tiny', batch_size=config.batch_size, epochs=1 + repeats,
+        c = get_preset('tiny').pretrain_config(spec.id, config.data, batch_size=config.batch_size, epochs=1 + repeats,
                             warmup_epochs=1, max_images=steps * config.batch_size, knn_every=0)
         m = pretrain(c, d, progress=False)
     return max(h['images_per_s'] for h in m['history'][1:])
@@ -118,7 +120,7 @@ def learned_vs_random(data: str, seed: int) -> list[dict]:
     for name, spec in MODELS.items():
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
-            m = pretrain(pretrain_config(spec.id, data, 'tiny', seed=seed, knn_every=0), d, progress=False)
+            m = pretrain(get_preset('tiny').pretrain_config(spec.id, data, seed=seed, knn_every=0), d, progress=False)
             seconds = time.perf_counter() - t
             trained = load_backbone(d)[0]
         for init, bb in (('simclr', trained), ('random', random_init_backbone(spec, True, seed))):
@@ -151,7 +153,7 @@ def main():
           f"batched on the device {batched_ms:.2f} ms")
     results = []
     for name, spec in MODELS.items():
-        config = pretrain_config(spec.id, a.data, 'tiny', batch_size=a.batch_size)
+        config = get_preset('tiny').pretrain_config(spec.id, a.data, batch_size=a.batch_size)
         config = config.__class__(**{**config.to_dict(), **speed_choices(spec.family, 'cpu')})
         ra = ceiling(spec, config, a.steps, a.repeats)
         rb = full_loop(spec, config, a.steps, a.repeats)

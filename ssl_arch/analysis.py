@@ -13,39 +13,16 @@ from scipy import stats
 import statsmodels.api as sm
 from statsmodels.nonparametric.smoothers_lowess import lowess
 
-from .data import dataset_info, DataError
+from .datasets import dataset_info, DataError
+from .results import RESULTS_FORMAT, ResultsError, results_record
 
 # %% auto #0
-__all__ = ['RESULTS_COLUMNS', 'TEXT_COLUMNS', 'SYNTHETIC_CORPUS', 'SYNTHETIC_SETS', 'ARCH_COLUMNS', 'X_AXES', 'BASELINE_NAMES',
-           'SYNTHETIC_BASELINES', 'PAPER_KEYS', 'PAPER_NUMBERS', 'ResultsError', 'read_results', 'synthetic_study_a',
-           'main_protocol', 'main_corpus', 'accuracy_table', 'arch_table', 'correlation', 'correlation_table',
-           'correlation_matrix', 'usable_sets', 'fit_band', 'regression_panels', 'simclr_vs_random',
-           'best_architectures', 'model_name', 'synthetic_study_b', 'table1_pretraining', 'search_vs_random',
-           'table2_transfer', 'in_distribution', 'table3_downstream', 'table4_supervised', 'read_searched',
-           'cells_table', 'stand_in', 'paper_comparison']
-
-# %% ../nbs/06_analysis.ipynb #d09abce7
-class ResultsError(ValueError):
-    "A results table or folder that cannot be analysed; the message names what is wrong and what is expected."
-
-RESULTS_COLUMNS = ('arch_id', 'family', 'params', 'params_with_classifier', 'top_bottom_ratio', 'pretrain_data',
-                   'eval_data', 'protocol', 'init', 'seed', 'top1')  # columns every analysis needs
-TEXT_COLUMNS = ('arch_id', 'family', 'pretrain_data', 'eval_data', 'protocol', 'init', 'role', 'searched_on',
-                'baseline_name', 'preset', 'stem', 'split')
-
-# %% ../nbs/06_analysis.ipynb #87703a37
-def read_results(path: str | Path, # a results.csv file, or a study folder holding one
-                ) -> pd.DataFrame:
-    "Read and check a results table (one row per architecture x data set x protocol x seed x init)."
-    path = Path(path)
-    if path.is_dir(): path = path / 'results.csv'
-    if not path.exists(): raise ResultsError(f"results={str(path)!r} is not allowed: a results.csv file that exists")
-    df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[''])
-    missing = [c for c in RESULTS_COLUMNS if c not in df.columns]
-    if missing: raise ResultsError(f"columns of {str(path)!r}={missing} are missing: every results table needs {list(RESULTS_COLUMNS)}")
-    for c in TEXT_COLUMNS:
-        if c in df.columns: df[c] = df[c].fillna('').astype(str)
-    return df
+__all__ = ['SYNTHETIC_CORPUS', 'SYNTHETIC_SETS', 'ARCH_COLUMNS', 'X_AXES', 'BASELINE_NAMES', 'SYNTHETIC_BASELINES', 'PAPER_KEYS',
+           'PAPER_NUMBERS', 'synthetic_study_a', 'main_protocol', 'main_corpus', 'accuracy_table', 'arch_table',
+           'correlation', 'correlation_table', 'correlation_matrix', 'usable_sets', 'fit_band', 'regression_panels',
+           'simclr_vs_random', 'best_architectures', 'model_name', 'synthetic_study_b', 'table1_pretraining',
+           'search_vs_random', 'table2_transfer', 'in_distribution', 'table3_downstream', 'table4_supervised',
+           'read_searched', 'cells_table', 'stand_in', 'paper_comparison']
 
 # %% ../nbs/06_analysis.ipynb #fbeb5753
 SYNTHETIC_CORPUS = 'tiny-objects'
@@ -55,7 +32,7 @@ def _arch_rows(arch_id, family, params, ratio, preset='synthetic'):
     return dict(arch_id=arch_id, family=family, params=int(params), params_with_classifier=int(params * 1.1),
                 flops=int(params * 40), top_bottom_ratio=ratio, split='test', epochs=1, config_hash='synthetic',
                 ssl_arch_version='synthetic', torch_version='synthetic', stem='cifar', preset=preset,
-                results_format='ssl_arch.results/1')
+                results_format=RESULTS_FORMAT)
 
 def synthetic_study_a(n_per_family: int = 12, # architectures per family
                       seed: int = 0, seeds: int = 1) -> pd.DataFrame:
@@ -74,7 +51,7 @@ def synthetic_study_a(n_per_family: int = 12, # architectures per family
                                                 ('simclr', 'knn', top1 - 5)):
                         rows.append(dict(arch, pretrain_data=SYNTHETIC_CORPUS, eval_data=eval_data, protocol=protocol,
                                          init=init, seed=s, top1=acc))
-    return pd.DataFrame(rows)
+    return pd.DataFrame([results_record(r) for r in rows])  # each row a valid record
 
 # %% ../nbs/06_analysis.ipynb #88acc071
 def main_protocol(results: pd.DataFrame) -> str:
@@ -294,7 +271,7 @@ def synthetic_study_b(corpora=('tiny-objects', 'tiny-species'), eval_sets=('tiny
         searched = next(r['top1'] for r in rows if r['searched_on'] == corpus and r['pretrain_data'] == corpus == r['eval_data'])
         rows.append(dict(arch, role='random_search', searched_on=corpus, baseline_name='', pretrain_data=corpus,
                          eval_data=corpus, protocol='lbfgs', init='simclr', seed=0, top1=searched - 3))
-    return pd.DataFrame(rows)
+    return pd.DataFrame([results_record(r) for r in rows])  # each row a valid record
 
 # %% ../nbs/06_analysis.ipynb #c41d0032
 def _mean_top1(df, index, columns):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_archs.ipynb #c02ca9be
 from __future__ import annotations
-import json, math, random, re
+import importlib.metadata, json, math, random, re
 from dataclasses import dataclass, asdict, fields, replace
 from functools import lru_cache
 from typing import ClassVar
@@ -16,11 +16,12 @@ from torchvision.models import resnet as tv_resnet, mobilenetv2 as tv_mobilenet
 from torchvision.models._utils import _make_divisible
 
 # %% auto #0
-__all__ = ['FAMILIES', 'MAX_BLOCKS', 'MBV2_SEQUENCES', 'MBV2_DEPTHS', 'MAX_DEPTH', 'NAMED_SPECS', 'SPACE_PRESETS', 'SpecError',
-           'register_family', 'ConvLayer', 'conv_layer', 'ResNetSpec', 'ResNetTrunk', 'MobileNetSpec', 'spec_from_id',
-           'get_spec', 'spec_to_json', 'spec_from_json', 'Backbone', 'build_backbone', 'build_model', 'ArchProfile',
-           'meta_profile', 'profile', 'param_counts', 'flops', 'top_bottom_ratio', 'training_memory_gib', 'ArchSpace',
-           'arch_space', 'sample_archs', 'arch_record', 'space_table']
+__all__ = ['FAMILIES', 'FAMILY_ENTRY_POINTS', 'MAX_BLOCKS', 'MBV2_SEQUENCES', 'MBV2_DEPTHS', 'MAX_DEPTH', 'NAMED_SPECS',
+           'RESNET_GRID', 'MOBILENET_GRID', 'SpecError', 'register_family', 'load_declared_families', 'ConvLayer',
+           'conv_layer', 'ResNetSpec', 'ResNetTrunk', 'MobileNetSpec', 'spec_from_id', 'get_spec', 'spec_to_json',
+           'spec_from_json', 'Backbone', 'build_backbone', 'build_model', 'ArchProfile', 'meta_profile', 'profile',
+           'param_counts', 'flops', 'top_bottom_ratio', 'training_memory_gib', 'ArchSpace', 'sample_archs',
+           'arch_record', 'space_table']
 
 # %% ../nbs/00_archs.ipynb #aa02d355
 class SpecError(ValueError):
@@ -32,11 +33,17 @@ def _check(ok: bool, field: str, value, allowed: str):
 
 # %% ../nbs/00_archs.ipynb #9dec073e
 FAMILIES: dict[str, type] = {}  # family name -> spec class
+FAMILY_ENTRY_POINTS = 'ssl_arch.families'  # where packages declare families (pyproject: [project.entry-points."ssl_arch.families"])
 
 def register_family(spec_cls: type) -> type:
     "Register a spec class (with `family`, `id_prefix`, `from_id`, `build_features`) so ids and builders find it."
     FAMILIES[spec_cls.family] = spec_cls
     return spec_cls
+
+def load_declared_families():
+    "Import every family a package declares under the `ssl_arch.families` entry points (importing one registers it)."
+    for ep in importlib.metadata.entry_points(group=FAMILY_ENTRY_POINTS):
+        if ep.name not in FAMILIES: ep.load()
 
 # %% ../nbs/00_archs.ipynb #66722943
 @dataclass(frozen=True)
@@ -245,6 +252,7 @@ NAMED_SPECS = {
 
 def _family_for_id(s: str) -> type:
     prefix = s.split('-', 1)[0] if isinstance(s, str) else s
+    if all(c.id_prefix != prefix for c in FAMILIES.values()): load_declared_families()
     for cls in FAMILIES.values():
         if cls.id_prefix == prefix: return cls
     prefixes = ', '.join(repr(c.id_prefix + '-...') for c in FAMILIES.values())
@@ -268,6 +276,7 @@ def spec_from_json(s: str | dict):
     "The spec a `spec_to_json` object describes; its `id`, if present, must agree with its fields."
     d = dict(json.loads(s) if isinstance(s, str) else s)
     family, stated_id = d.pop('family', None), d.pop('id', None)
+    if family not in FAMILIES: load_declared_families()
     _check(family in FAMILIES, 'family', family, f'one of {sorted(FAMILIES)}')
     cls = FAMILIES[family]
     names = {f.name for f in fields(cls)}
@@ -379,24 +388,9 @@ class ArchSpace:
     def grid_size(self) -> int: return math.prod(len(c) for _, c in self.grid)
 
 # %% ../nbs/00_archs.ipynb #8e0aa4b2
-_RESNET_GRID = (('block', ('basic', 'bottleneck')), *((f'layers{i}', (2, 3, 4)) for i in range(4)),
-                ('width', (64, 80, 96)), ('groups', (1, 2, 4)))
-_MOBILENET_GRID = (*((f'depths{i}', (2, 3, 4, 5, 6)) for i in range(7)), ('width_mult', (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)))
-
-SPACE_PRESETS = {
-    'paper': {'resnet': ArchSpace('resnet', _RESNET_GRID, (10e6, 60e6), 69),
-              'mobilenet': ArchSpace('mobilenet', _MOBILENET_GRID, (2e6, 7e6), 47)},
-    'tiny': {'resnet': ArchSpace('resnet', _RESNET_GRID, (10e6, 60e6), 6, 0.125, 32, True, 512, 8.0),
-             'mobilenet': ArchSpace('mobilenet', _MOBILENET_GRID, (2e6, 7e6), 6, 0.125, 32, True, 512, 8.0)},
-    'smoke': {'resnet': ArchSpace('resnet', _RESNET_GRID, (10e6, 60e6), 3, 0.0625, 32, True, 64, 2.0),
-              'mobilenet': ArchSpace('mobilenet', _MOBILENET_GRID, (2e6, 7e6), 3, 0.0625, 32, True, 64, 2.0)},
-}
-
-def arch_space(family: str, preset: str = 'tiny') -> ArchSpace:
-    "The space of `family` in `preset`."
-    _check(preset in SPACE_PRESETS, 'preset', preset, f'one of {sorted(SPACE_PRESETS)}')
-    _check(family in SPACE_PRESETS[preset], 'family', family, f'one of {sorted(SPACE_PRESETS[preset])}')
-    return SPACE_PRESETS[preset][family]
+RESNET_GRID = (('block', ('basic', 'bottleneck')), *((f'layers{i}', (2, 3, 4)) for i in range(4)),
+               ('width', (64, 80, 96)), ('groups', (1, 2, 4)))
+MOBILENET_GRID = (*((f'depths{i}', (2, 3, 4, 5, 6)) for i in range(7)), ('width_mult', (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)))
 
 # %% ../nbs/00_archs.ipynb #16b8c33b
 def _spec_from_choice(family: str, choice: dict):
@@ -412,9 +406,12 @@ def _in_space(spec, space: ArchSpace) -> bool:
     return training_memory_gib(small, space.batch_size, space.resolution, space.small_images) <= space.memory_gib
 
 # %% ../nbs/00_archs.ipynb #b5dd6e49
-def sample_archs(family: str, n: int | None = None, seed: int = 0, preset: str = 'tiny', space: ArchSpace | None = None) -> list:
-    "`n` distinct specs of `family` drawn with `seed` from the `preset` space, or `space` (in its range and memory budget)."
-    space = space or arch_space(family, preset)
+def sample_archs(space: ArchSpace, # where to draw from (a preset's `resnet` or `mobilenet`, or your own)
+                 n: int | None = None, # how many (None: `space.n`)
+                 seed: int = 0) -> list:
+    "`n` distinct specs drawn with `seed` from `space` (in its parameter range and memory budget), at its widths."
+    family = space.family
+    _check(family in ('resnet', 'mobilenet'), 'family', family, "one of ['mobilenet', 'resnet']")
     n = space.n if n is None else n
     _check(isinstance(n, int) and n >= 1, 'n', n, 'a positive integer')
     _check(n <= space.grid_size, 'n', n, f'at most {space.grid_size}, the size of the {family} grid')

@@ -4,15 +4,22 @@
 
 # %% ../nbs/90_cli.ipynb #9015d619
 from __future__ import annotations
-import json, sys
+import argparse, json, sys
+from dataclasses import fields, replace
 from pathlib import Path
+from fastcore.docments import docments
 from fastcore.script import anno_parser
 
-from . import archs, data
+from typing import Annotated
+from . import archs, datasets, suite
+from .preset import get_preset, step_config
+from .proxyless_search import SearchConfig
+from .simclr import PretrainConfig
+from .supervised import SupervisedConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'USER_ERRORS', 'command', 'archs_show', 'archs_sample', 'data_list', 'data_build', 'pretrain', 'probe',
-           'study', 'search', 'random_search', 'supervised', 'figures', 'reproduce', 'main']
+__all__ = ['COMMANDS', 'SET', 'USER_ERRORS', 'command', 'archs_show', 'archs_sample', 'data_list', 'data_build', 'config_parser',
+           'pretrain', 'probe', 'study', 'search', 'random_search', 'supervised', 'figures', 'reproduce', 'main']
 
 # %% ../nbs/90_cli.ipynb #d3a2663f
 COMMANDS: dict[str, callable] = {}  # 'archs show' -> function
@@ -40,15 +47,18 @@ def archs_show(name_or_id: str,  # a named baseline (resnet18, resnet50, mobilen
     _print_record(archs.arch_record(archs.get_spec(name_or_id), resolution, small_images), json)
 
 # %% ../nbs/90_cli.ipynb #3f0541f8
+SET = Annotated[str, {'action': 'append', 'metavar': 'PATH=VALUE'}]  # `--set` may be given several times
+
 @command('archs sample')
 def archs_sample(family: str = 'resnet',  # resnet or mobilenet
                  n: int = None,  # how many (default: the preset's)
                  seed: int = 0,  # sampler seed
-                 preset: str = 'tiny',  # paper, tiny or smoke
+                 preset: str = 'tiny',  # paper, tiny, smoke, or a preset file (.toml, .json)
+                 set: SET = None,  # change one field of the preset, e.g. resnet.memory_gib=4 (repeatable)
                  json: bool = False):  # print one JSON object per line
     "Sample distinct architectures of a family from a preset's space."
-    space = archs.arch_space(family, preset)
-    for spec in archs.sample_archs(family, n, seed, preset):
+    space = get_preset(preset, set or ()).space(family)
+    for spec in archs.sample_archs(space, n, seed):
         _print_record(archs.arch_record(spec, space.resolution, space.small_images), json)
 
 # %% ../nbs/90_cli.ipynb #a02b835b
@@ -56,40 +66,74 @@ def archs_sample(family: str = 'resnet',  # resnet or mobilenet
 def data_list(all: bool = False,  # include the paper's real data sets, not only the embedded suite
               json: bool = False):  # print one JSON object per line
     "List the data sets: name, role, classes, split sizes, in/out of distribution per corpus, sources and licence."
-    for rec in data.dataset_table(embedded_only=not all):
+    for rec in datasets.dataset_table(embedded_only=not all):
         if json: print(globals()['json'].dumps(rec, sort_keys=True, default=str))
         else: print(f"{rec['name']:<20} {rec['role']:<12} {rec['num_classes']:>6} classes  {rec.get('description', '')}")
 
 @command('data build')
 def data_build(root: str = None):  # folder for the suite (default: $SSL_ARCH_DATA or <project>/data)
     "Build (or rebuild) the embedded data suite offline and print where it went and how long it took."
-    manifest = data.build_suite(root)
-    print(f"embedded suite: {len(manifest['sets'])} data sets in {data.data_dir(root)} ({manifest['build_seconds']}s)")
+    manifest = suite.build_suite(root)
+    print(f"embedded suite: {len(manifest['sets'])} data sets in {datasets.data_dir(root)} ({manifest['build_seconds']}s)")
+
+# %% ../nbs/90_cli.ipynb #b026d8bc
+def _bool(s: str) -> bool:
+    v = {'true': True, 'false': False, '1': True, '0': False, 'yes': True, 'no': False}.get(str(s).lower())
+    if v is None: raise argparse.ArgumentTypeError(f"{s!r} is not allowed: true or false")
+    return v
+
+def _field_type(annotation: str):
+    "The argparse `type` of a config field annotated `annotation` ('int', 'float | None', 'bool', ...)."
+    return {'int': int, 'float': float, 'str': str, 'bool': _bool}[annotation.replace(' | None', '').strip()]
+
+def config_parser(prog: str, cls, description: str, skip: tuple = ()) -> argparse.ArgumentParser:
+    "A parser with one `--field` option per field of the config dataclass `cls` (default None: not given)."
+    p, docs = argparse.ArgumentParser(prog=prog, description=description), docments(cls)
+    for f in fields(cls):
+        if f.name not in skip:
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_field_type(f.type), default=None,
+                           metavar=f.type.replace(' | None', '').upper(), help=docs.get(f.name) or f.name)
+    return p
+
+# %% ../nbs/90_cli.ipynb #3187a3f1
+def _config_option(p: argparse.ArgumentParser):
+    p.add_argument('--config', help="a whole config as JSON (a run's config.json, a search.json): its values, then the options given")
+
+def _preset_options(p: argparse.ArgumentParser, example: str):
+    "Add --preset, --set and --device to a step's parser."
+    p.add_argument('--preset', default='tiny', help='paper, tiny, smoke, or a preset file (.toml, .json): the defaults')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='PATH=VALUE',
+                   help=f'change one field of the preset, e.g. {example} (repeatable)')
+    p.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+
+def _pretrain_parser(prog: str) -> argparse.ArgumentParser:
+    p = config_parser(prog, PretrainConfig, pretrain.__doc__, skip=('world_size', 'preset'))
+    p.add_argument('--out', help='run folder; a run of the same configuration there is resumed (required)')
+    _config_option(p)
+    _preset_options(p, 'pretrain.epochs=10')
+    p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
+    return p
+
+@command('pretrain')
+def pretrain(out=None, config=None, preset='tiny', overrides=(), device=None, progress=True, **options):
+    "SimCLR-pretrain one architecture on one corpus (run it under torchrun for several processes)."
+    from ssl_arch.simclr import pretrain as run
+    from ssl_arch.evaluate import knn_monitor
+    from ssl_arch.distributed import is_main_process
+    _required(out=out)
+    given = {k: v for k, v in options.items() if v is not None}
+    if not config: _required(arch=given.get('arch'), data=given.get('data'))
+    cfg = step_config(PretrainConfig, get_preset(preset, overrides) if not config else preset, config, **given)
+    m = run(cfg, out, device=device, progress=progress, monitor=knn_monitor(cfg.data) if cfg.knn_every else None)
+    if is_main_process(): print(json.dumps({k: m.get(k) for k in ('epochs_completed', 'final_loss', 'knn_top1')}))
+
+pretrain.parser = _pretrain_parser
 
 # %% ../nbs/90_cli.ipynb #c6134476
 def _required(**values):
     "Refuse a missing required option, naming it."
     for k, v in values.items():
         if v in (None, ''): raise ValueError(f"--{k.replace('_', '-')} is required")
-
-@command('pretrain')
-def pretrain(arch: str = None,  # architecture id or named baseline (see `ssl-arch archs show`)
-             data: str = None,  # pretraining corpus (see `ssl-arch data list`)
-             out: str = None,  # run folder; a run of the same configuration there is resumed
-             epochs: int = None,  # passes over the corpus (default: the preset's)
-             batch_size: int = None,  # images per step over all processes (default: the preset's)
-             lr: float = None,  # base learning rate at batch 256 (default: the preset's)
-             temperature: float = None,  # NT-Xent temperature (default: 0.1)
-             seed: int = 0,  # fixes initialisation, shuffling and augmentation
-             preset: str = 'tiny',  # paper, tiny or smoke: the defaults
-             device: str = None,  # cpu or cuda (default: cuda when available)
-             sync_bn: bool = False):  # SyncBatchNorm under torchrun
-    "SimCLR-pretrain one architecture on one corpus (run it under torchrun for several processes)."
-    from ssl_arch.simclr import pretrain_run
-    from ssl_arch.distributed import is_main_process
-    _required(arch=arch, data=data, out=out)
-    m = pretrain_run(arch, data, out, epochs, batch_size, lr, temperature, seed, preset, device, sync_bn, progress=True)
-    if is_main_process(): print(json.dumps({k: m.get(k) for k in ('epochs_completed', 'final_loss', 'knn_top1')}))
 
 @command('probe')
 def probe(checkpoint: str = None,  # a SimCLR run folder
@@ -106,7 +150,8 @@ def probe(checkpoint: str = None,  # a SimCLR run folder
     for r in records: print(f"{r['eval_data']:<20} {r['init']:<7} {r['protocol']:<6} top1={r['top1']:.2f}")
 
 @command('study')
-def study(preset: str = 'tiny',  # paper, tiny or smoke
+def study(preset: str = 'tiny',  # paper, tiny, smoke, or a preset file (.toml, .json)
+          set: SET = None,  # change one field of the preset, e.g. study_a.downstream='["tiny-digits"]' (repeatable)
           out: str = None,  # study folder (default: runs/study_<a|b>/<preset>)
           study: str = 'a',  # a (sampled architectures) or b (searches, searched nets and baselines)
           shard: str = None,  # k/n: run only machine k's share of n
@@ -115,59 +160,68 @@ def study(preset: str = 'tiny',  # paper, tiny or smoke
           seed: int = 0,  # sampler, pretraining and probe seed
           n_resnet: int = None,  # study a: ResNet-like models (default: the preset's)
           n_mobilenet: int = None,  # study a: MobileNet-like models (default: the preset's)
-          protocol: str = 'lbfgs',  # linear-evaluation protocol
+          protocol: str = None,  # linear-evaluation protocol: lbfgs, sgd or knn (default: the preset's)
           gpus_per_run: int = 1,  # processes (GPUs) per pretraining, under torchrun
           slurm_partition: str = None):  # SLURM partition for executor=slurm
     "Run study A (sample both families, pretrain, evaluate everywhere) or study B; resumable and shardable."
     from ssl_arch.study import run_study_a, run_study_b, StudyError
     if study not in ('a', 'b'): raise StudyError(f"study={study!r} is not allowed: 'a' or 'b'")
-    out = out or f'runs/study_{study}/{preset}'
+    p = get_preset(preset, set or ())
+    out = out or f'runs/study_{study}/{p.name}'
     slurm = {'slurm_partition': slurm_partition} if slurm_partition else None
     run = dict(shard=shard, executor=executor, gpus_per_run=gpus_per_run, slurm=slurm, jobs=jobs)
-    if study == 'a': table = run_study_a(out, preset, seed, n_resnet=n_resnet, n_mobilenet=n_mobilenet, protocol=protocol, **run)
-    else: table = run_study_b(out, preset, seed, protocol=protocol, **run)
+    if study == 'a': table = run_study_a(out, p, seed, n_resnet=n_resnet, n_mobilenet=n_mobilenet, protocol=protocol, **run)
+    else: table = run_study_b(out, p, seed, protocol=protocol, **run)
     print(f"{len(table)} rows -> {Path(out) / 'results.csv'}")
 
 # %% ../nbs/90_cli.ipynb #71b895e5
+def _step_parser(cls, func, data_help: str, out_help: str, example: str, skip=('preset',)):
+    "The parser of a step command: one option per field of its config `cls`, then --data, --out and the preset's."
+    def parser(prog):
+        p = config_parser(prog, cls, func.__doc__, skip=skip)
+        if 'data' not in {f.name for f in fields(cls)}: p.add_argument('--data', help=data_help + ' (required)')
+        p.add_argument('--out', help=out_help + ' (required)')
+        _config_option(p)
+        _preset_options(p, example)
+        return p
+    return parser
+
 @command('search')
-def search(data: str = None,  # pretraining corpus whose unlabelled split is searched on
-           out: str = None,  # folder for arch.json, the alpha history and the probabilities per cell per epoch
-           preset: str = 'tiny',  # paper, tiny or smoke: the defaults below
-           width: float = None,  # width multiplier of the search space
-           warmup_epochs: int = None,  # epochs of weight steps only
-           search_epochs: int = None,  # epochs of weight and architecture steps
-           batch_size: int = None,  # images per step
-           weight_lr: float = None,  # SGD learning rate of the weights
-           arch_lr: float = None,  # Adam learning rate of the architecture logits
-           mode: str = 'two',  # two (ProxylessNAS's two-path estimate) or full_v2
-           seed: int = 0):
+def search(data=None, out=None, config=None, preset='tiny', overrides=(), device=None, **options):
     "ProxylessNAS with the SimCLR loss on unlabelled data; writes the derived architecture to OUT/arch.json."
     from ssl_arch.proxyless_search import search_run
     _required(data=data, out=out)
-    search_run(data, out, preset, width, warmup_epochs, search_epochs, batch_size, weight_lr, arch_lr, mode, seed)
+    search_run(step_config(SearchConfig, get_preset(preset, overrides), config, **options), data, out, device=device)
+
+search.parser = _step_parser(SearchConfig, search, 'pretraining corpus whose unlabelled split is searched on',
+                             'folder for arch.json, the logits history and the probabilities per cell', 'search.batch_size=16', ())
 
 @command('random-search')
-def random_search(data: str = None,  # pretraining corpus whose unlabelled split is searched on
-                  out: str = None,  # folder for arch.json and random_search.json
-                  preset: str = 'tiny',  # paper, tiny or smoke: the search budget it matches
-                  n_candidates: int = 4,  # architectures sampled; each gets an equal share of the budget
-                  seed: int = 0):
+def random_search(data=None, out=None, config=None, preset='tiny', overrides=(), device=None, n_candidates=None, **options):
     "The baseline the paper lacks: random search in the same space at the search's compute, best held-out SimCLR loss."
     from ssl_arch.proxyless_search import random_search_run
     _required(data=data, out=out)
-    random_search_run(data, out, preset, n_candidates=n_candidates, seed=seed)
+    p = get_preset(preset, overrides)
+    random_search_run(step_config(SearchConfig, p, config, **options), data, out, n_candidates or p.study_b.n_candidates,
+                      device=device)
+
+def _random_search_parser(prog):
+    p = _step_parser(SearchConfig, random_search, 'pretraining corpus whose unlabelled split is searched on',
+                     'folder for arch.json and random_search.json', 'search.batch_size=16', ())(prog)
+    p.add_argument('--n-candidates', type=int, help="architectures sampled, each given an equal share of the search's budget (default: the preset's)")
+    return p
+random_search.parser = _random_search_parser
 
 @command('supervised')
-def supervised(arch: str = None,  # architecture id or named baseline
-               data: str = None,  # labelled data set
-               out: str = None,  # JSON file for the result record
-               epochs: int = None, batch_size: int = None, lr: float = None,  # default: the preset's
-               seed: int = 0, preset: str = 'tiny'):
+def supervised(out=None, config=None, preset='tiny', overrides=(), device=None, **options):
     "Train an architecture from scratch with labels (the paper's table 4) and write its test top-1."
     from ssl_arch.supervised import supervised_run
-    _required(arch=arch, data=data, out=out)
-    r = supervised_run(arch, data, out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, preset=preset)
+    given = {k: v for k, v in options.items() if v is not None}
+    _required(out=out, **({} if config else dict(arch=given.get('arch'), data=given.get('data'))))
+    r = supervised_run(step_config(SupervisedConfig, get_preset(preset, overrides), config, **given), out, device=device)
     print(f"{r['arch_id']} on {r['eval_data']}: top1={r['top1']:.2f}")
+
+supervised.parser = _step_parser(SupervisedConfig, supervised, '', 'JSON file for the result record', 'supervised.epochs=3')
 
 @command('figures')
 def figures(results: str = 'runs/reproduce/tiny',  # results root (with study_a/ and study_b/)
@@ -179,13 +233,14 @@ def figures(results: str = 'runs/reproduce/tiny',  # results root (with study_a/
 
 # %% ../nbs/90_cli.ipynb #5e55c42a
 @command('reproduce')
-def reproduce(preset: str = 'tiny',  # paper, tiny or smoke
+def reproduce(preset: str = 'tiny',  # paper, tiny, smoke, or a preset file (.toml, .json)
+              set: SET = None,  # change one field of the preset, e.g. pretrain.epochs=10 (repeatable)
               out: str = 'runs/reproduce',  # results root (a subfolder per preset)
-              figures: str = None,  # figures folder (default: paper_figures/ for tiny)
+              figures: str = None,  # figures folder (default: the preset's: paper_figures/ for tiny)
               seed: int = 0):  # seed of every stage
     "The whole reproduction on a preset: study A, study B, every figure and table; rerun to resume."
     from ssl_arch.reproduce import reproduce as run
-    run(preset, out, figures, seed)
+    run(preset, out, figures, seed, overrides=set or ())
 
 # %% ../nbs/90_cli.ipynb #e400fa9c
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
@@ -204,10 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] not in ('-h', '--help'): print(f"ssl-arch: error: command={' '.join(argv[:2])!r} is not allowed: one of the commands above", file=sys.stderr)
         return 0 if argv[:1] in (['-h'], ['--help']) else 2
     func = COMMANDS[name]
-    args = vars(anno_parser(func, prog=f"ssl-arch {name}").parse_args(argv[len(name.split()):]))
+    parser = getattr(func, 'parser', None) or (lambda prog: anno_parser(func, prog=prog))
+    args = vars(parser(f"ssl-arch {name}").parse_args(argv[len(name.split()):]))
     args.pop('pdb', None); args.pop('xtra', None)
     try: func(**args)
     except USER_ERRORS as e:
         print(f"ssl-arch {name}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+# %% ../nbs/90_cli.ipynb #890aa745
+from fastcore.imports import in_notebook
+if __name__ == '__main__' and not in_notebook(): sys.exit(main())  # `python -m ssl_arch.cli`: what `torchrun` starts

@@ -8,6 +8,7 @@ import copy, hashlib, inspect, json, math, os, tempfile, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,13 +19,17 @@ import ssl_arch
 from .archs import build_backbone, arch_record
 from .augment import eval_transform
 from . import data as ssl_data
+from . import datasets
 from .files import atomic_write
+from .results import results_record
+from .simclr import load_backbone
+from .training import speed_choices, weights_hash
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'L2_GRID', 'PROBES', 'SMALL_PROBE', 'INITS', 'EvaluationError', 'fused_for_inference', 'extract_features',
-           'weights_hash', 'transform_fingerprint', 'default_cache_dir', 'FeatureCache', 'cached_features',
-           'check_protocol', 'stratified_split', 'LinearClassifier', 'standardiser', 'fit_logistic_regression',
-           'lbfgs_probe', 'sgd_probe', 'knn_probe', 'linear_probe', 'check_data_names', 'evaluate_backbone',
+           'transform_fingerprint', 'default_cache_dir', 'FeatureCache', 'cached_features', 'check_protocol',
+           'stratified_split', 'LinearClassifier', 'standardiser', 'fit_logistic_regression', 'lbfgs_probe',
+           'sgd_probe', 'knn_probe', 'knn_monitor', 'linear_probe', 'check_data_names', 'evaluate_backbone',
            'random_init_backbone', 'evaluate_checkpoint', 'probe_run']
 
 # %% ../nbs/03_evaluate.ipynb #85275a81
@@ -56,7 +61,7 @@ def extract_features(backbone: nn.Module, # a frozen feature extractor: (B,3,H,W
                      image_size: int, # side of the square images the backbone sees
                      batch_size: int = 256, # images per forward pass
                      device=None, # where to run; default: where the backbone's weights are
-                     bf16: bool = False, # under bf16 autocast (`ssl_arch.simclr.speed_choices`: where it is faster)
+                     bf16: bool = False, # under bf16 autocast (`ssl_arch.training.speed_choices`: where it is faster)
                     ) -> torch.Tensor: # float32 features (N, d) on the CPU
     "The backbone's features of `images` (eval mode, no gradients, the evaluation transform), batch by batch."
     _check(isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3,
@@ -79,14 +84,6 @@ def extract_features(backbone: nn.Module, # a frozen feature extractor: (B,3,H,W
     return torch.cat(out) if out else torch.zeros(0, getattr(backbone, 'feature_dim', 0))
 
 # %% ../nbs/03_evaluate.ipynb #cc8359bc
-def weights_hash(module: nn.Module) -> str:
-    "A short content hash of `module`'s state dict (names, dtypes, shapes and values)."
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
 def transform_fingerprint(image_size: int) -> str:
     "A short hash of the evaluation transform's output at `image_size` on a fixed input image."
     g = torch.Generator().manual_seed(0)
@@ -98,7 +95,7 @@ def transform_fingerprint(image_size: int) -> str:
 def default_cache_dir() -> Path:
     "Where features are cached unless told: `$SSL_ARCH_FEATURES`, else `features/` in the data folder (`data_dir()`)."
     if os.environ.get('SSL_ARCH_FEATURES'): return Path(os.environ['SSL_ARCH_FEATURES'])
-    return ssl_data.data_dir() / 'features'
+    return datasets.data_dir() / 'features'
 
 # %% ../nbs/03_evaluate.ipynb #8fee2137
 class FeatureCache:
@@ -139,13 +136,13 @@ class FeatureCache:
 
 # %% ../nbs/03_evaluate.ipynb #64868e97
 def cached_features(backbone: nn.Module, # frozen feature extractor with `.feature_dim`
-                    data: str, # a data set name from `ssl_arch.data.dataset_names()`
+                    data: str, # a data set name from `ssl_arch.datasets.dataset_names()`
                     split: str, # 'train' or 'test'
                     cache: FeatureCache | None = None, # where to read/store; None: compute without storing
                     image_size: int | None = None, # default: the data set's own image size (32 for the suite)
                     batch_size: int = 256, device=None, bf16: bool = False):
     "Features and labels of `data`/`split` for `backbone`, read from `cache` or computed once and stored there."
-    stored = ssl_data.dataset_info(data).image_size  # None for real data sets, whose images vary in size
+    stored = datasets.dataset_info(data).image_size  # None for real data sets, whose images vary in size
     image_size = image_size or stored
     _check(isinstance(image_size, int) and image_size > 0, 'image_size', image_size,
            f"a positive integer ({data!r} has images of varying size: pass the backbone's resolution, e.g. 224)")
@@ -311,6 +308,17 @@ def knn_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0,
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
     return dict(top1=_top1(pred, test_y), k=kk, temperature=temperature)
 
+# %% ../nbs/03_evaluate.ipynb #b4fd7098
+def knn_monitor(data: str, # a data set with labelled train and test splits (a corpus's own)
+                k: int = 20) -> Callable: # neighbours that vote
+    "`monitor(backbone, device) -> top-1`: weighted kNN from `data`'s train split to its test split on the backbone's features."
+    (xtr, ytr), (xte, yte) = (ssl_data.load_tensors(data, split) for split in ('train', 'test'))
+    num_classes = int(max(ytr.max(), yte.max())) + 1
+    def monitor(backbone: nn.Module, device=None) -> float:
+        ftr, fte = (extract_features(backbone, x, x.shape[-1], device=device) for x in (xtr, xte))
+        return knn_probe(ftr, ytr, fte, yte, num_classes=num_classes, k=k)['top1']
+    return monitor
+
 # %% ../nbs/03_evaluate.ipynb #4fc91d53
 PROBES = dict(lbfgs=lbfgs_probe, sgd=sgd_probe, knn=knn_probe)
 SMALL_PROBE = 2e7  # n_train x feature_dim x classes below which a CPU probe runs on one thread
@@ -363,7 +371,7 @@ def linear_probe(train_x: torch.Tensor, # (N, d) training features
 def check_data_names(data_names) -> list[str]:
     "`data_names` (a list or a comma-separated string) as a list, every name a known data set."
     names = [s.strip() for s in data_names.split(',')] if isinstance(data_names, str) else list(data_names)
-    known = ssl_data.dataset_names(embedded_only=False)
+    known = datasets.dataset_names(embedded_only=False)
     _check(len(names) > 0 and all(names), 'data', data_names, f"one or more data set names from {known}")
     for n in names: _check(n in known, 'data', n, f"a data set name, one of {known}")
     return names
@@ -388,7 +396,7 @@ def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.fea
         xtr, ytr = cached_features(net, name, 'train', cache, image_size, batch_size, device, bf16)
         xte, yte = cached_features(net, name, 'test', cache, image_size, batch_size, device, bf16)
         features_s = time.perf_counter() - t0
-        r = linear_probe(xtr, ytr, xte, yte, protocol, seed, num_classes=ssl_data.dataset_info(name).num_classes,
+        r = linear_probe(xtr, ytr, xte, yte, protocol, seed, num_classes=datasets.dataset_info(name).num_classes,
                          **options)
         records.append(dict(eval_data=name, split='test', weights_hash=key, features_s=round(features_s, 4),
                             features_precision='bf16' if bf16 else 'float32', **r))
@@ -408,7 +416,6 @@ INITS = ('simclr', 'random')
 
 def _load_run(run_dir):
     "(backbone, spec, config) of a SimCLR run folder, with clear errors for a missing or foreign folder."
-    from ssl_arch.simclr import load_backbone
     p = Path(run_dir)
     _check(p.is_dir(), 'checkpoint', str(run_dir), 'an existing run folder written by ssl_arch.simclr.pretrain')
     try:
@@ -438,7 +445,6 @@ def evaluate_checkpoint(run_dir, # a SimCLR run folder (ssl_arch.simclr)
     backbone, spec, config = _load_run(run_dir)
     small_images = bool(getattr(backbone, 'small_images', config.get('small_images', True)))
     if init == 'random': backbone = random_init_backbone(spec, small_images, seed)
-    from ssl_arch.simclr import speed_choices  # (imported here: simclr's kNN monitor imports this module)
     bf16 = speed_choices(spec.family, next(backbone.parameters()).device.type)['bf16']  # as in its pretraining
     arch = arch_record(spec, resolution=32 if small_images else 224, small_images=small_images)
     common = dict(arch_id=spec.id, family=spec.family, params=arch['params'],
@@ -449,7 +455,7 @@ def evaluate_checkpoint(run_dir, # a SimCLR run folder (ssl_arch.simclr)
                   stem='cifar' if small_images else 'imagenet', checkpoint=str(run_dir))
     records = evaluate_backbone(backbone, names, protocol, seed, cache_dir, image_size=config.get('image_size'), bf16=bf16,
                                 **options)
-    return [{**common, **r} for r in records]
+    return [results_record(common, **r) for r in records]
 
 # %% ../nbs/03_evaluate.ipynb #c349cd46
 def probe_run(checkpoint, # a SimCLR run folder

@@ -14,13 +14,14 @@ import pandas as pd
 import vl_convert as vlc
 from PIL import Image, ImageDraw, ImageFont
 
-from .analysis import (ResultsError, read_results, accuracy_table, correlation_table, usable_sets, main_corpus,
+from .analysis import (accuracy_table, correlation_table, usable_sets, main_corpus,
                                main_protocol, regression_panels, X_AXES, table1_pretraining, table2_transfer,
                                table3_downstream, table4_supervised, in_distribution, read_searched, cells_table,
                                paper_comparison, arch_table, simclr_vs_random, best_architectures,
                                search_vs_random)
-from .data import dataset_info, dataset_table, DataError
+from .datasets import dataset_info, dataset_table, DataError
 from .files import atomic_write
+from .results import ResultsError, read_results
 
 # %% auto #0
 __all__ = ['FAMILY_COLOURS', 'OP_COLOURS', 'THEME', 'VL_VERSION', 'FAMILY_TITLES', 'STALE_PATTERNS', 'ssl_arch_theme',
@@ -286,7 +287,7 @@ def _used_sets(*tables) -> list[str]:
 
 def _samples_figure(names: list[str], rep: Report, n_per_set: int = 8):
     "Fig. 5: sample images of every embedded data set used (PNG, and an SVG that embeds it)."
-    from ssl_arch.data import EMBEDDED
+    from ssl_arch.datasets import EMBEDDED
     names = [n for n in names if n in EMBEDDED]
     if not names: raise ResultsError('data sets=[] have no stored samples: fig. 5 shows embedded-suite sets only')
     img, buf = sample_figure(names, n_per_set), io.BytesIO()

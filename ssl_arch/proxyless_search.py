@@ -18,16 +18,17 @@ from fastcore.basics import patch
 from .archs import _check, build_backbone, spec_to_json
 from .augment import SimCLRAugmentation
 from .distributed import get_rank, get_world_size, rank_seed
-from .simclr import NTXentLoss, ProjectionHead, SimCLRModel, load_corpus, simclr_step
+from .simclr import NTXentLoss, ProjectionHead, SimCLRModel, simclr_step
+from .data import load_corpus
 from .training import WarmupCosine, build_optimizer, resolve_device
 from .files import atomic_write, save_json
 from .proxyless import (OPS, Cell, ProxylessSpec, cell_layout, channels, check_input, stem_layers,
                                 head_layer, mbconv_for, _init_weights)
 
 # %% auto #0
-__all__ = ['SAMPLINGS', 'MODES', 'SEARCH_PRESETS', 'CellPath', 'GatedPath', 'SupernetCell', 'ProxylessSupernet', 'sample_paths',
+__all__ = ['SAMPLINGS', 'MODES', 'CellPath', 'GatedPath', 'SupernetCell', 'ProxylessSupernet', 'sample_paths',
            'binary_gate_alpha_grad', 'rescale_pair', 'weight_step', 'arch_step', 'arch_optimizer', 'SearchConfig',
-           'search_config', 'SearchResult', 'search', 'held_out_split', 'search_run', 'sample_specs', 'search_budget',
+           'SearchResult', 'search', 'held_out_split', 'search_run', 'sample_specs', 'search_budget',
            'RandomSearchResult', 'random_search', 'random_search_run']
 
 # %% ../nbs/05a_proxyless_search.ipynb #869a4be9
@@ -243,20 +244,6 @@ class SearchConfig:
         _check(0 <= self.held_out_fraction < 1, 'held_out_fraction', self.held_out_fraction, 'a number in [0, 1)')
         channels(self.width)  # checks the width
 
-# %% ../nbs/05a_proxyless_search.ipynb #faee3204
-SEARCH_PRESETS = {
-    'paper': SearchConfig(),
-    'tiny': SearchConfig(width=0.25, warmup_epochs=1, search_epochs=3, batch_size=32, weight_lr=0.1, arch_lr=0.1,
-                         arch_every=2, steps_per_epoch=8, held_out_fraction=0.2),
-    'smoke': SearchConfig(width=0.25, warmup_epochs=1, search_epochs=2, batch_size=8, weight_lr=0.05, arch_lr=0.1,
-                          arch_every=1, steps_per_epoch=2, held_out_fraction=0.25),
-}
-
-def search_config(preset: str = 'tiny', **overrides) -> SearchConfig:
-    "The `preset`'s config with the `overrides` that are not None."
-    _check(preset in SEARCH_PRESETS, 'preset', preset, f'one of {sorted(SEARCH_PRESETS)}')
-    return replace(SEARCH_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-
 # %% ../nbs/05a_proxyless_search.ipynb #1c0619ce
 def _weight_optimizer(params: Sequence[nn.Parameter], c: SearchConfig) -> torch.optim.SGD:
     "SGD with Nesterov momentum (ProxylessNAS's); weight decay on conv/linear weights only, as in every loop."
@@ -376,18 +363,14 @@ def held_out_split(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor
     return order[k:].sort().values, order[:k].sort().values
 
 # %% ../nbs/05a_proxyless_search.ipynb #1c8d35ab
-def search_run(data: str, # a pretraining corpus (`ssl_arch.data.pretraining_corpora()`), its unlabelled split is used
+def search_run(config: SearchConfig, # the search (a preset's `search_config()`)
+               data: str, # a pretraining corpus (`ssl_arch.datasets.pretraining_corpora()`), its unlabelled split is used
                out: str | Path, # folder for arch.json, alpha_history.json, probabilities.csv, search.json
-               preset: str = 'tiny', # 'smoke', 'tiny' or 'paper': the defaults of everything below
-               width: float | None = None, warmup_epochs: int | None = None, search_epochs: int | None = None,
-               batch_size: int | None = None, weight_lr: float | None = None, arch_lr: float | None = None,
-               mode: str = 'two', seed: int = 0, device=None, log: Callable | None = print) -> SearchResult:
-    "Search an architecture on the unlabelled split of `data` with the `preset`'s settings."
-    c = search_config(preset, width=width, warmup_epochs=warmup_epochs, search_epochs=search_epochs,
-                      batch_size=batch_size, weight_lr=weight_lr, arch_lr=arch_lr, mode=mode, seed=seed)
+               device=None, log: Callable | None = print) -> SearchResult:
+    "Search an architecture on the unlabelled split of `data`, part of it held out for the architecture steps."
     images, _ = load_corpus(data, labelled=False)
-    train, held = held_out_split(len(images), c.held_out_fraction, seed)
-    res = search(images[train], images[held], c, out, device=device, log=log)
+    train, held = held_out_split(len(images), config.held_out_fraction, config.seed)
+    res = search(images[train], images[held], config, out, device=device, log=log)
     if get_rank() == 0 and log: log(f"searched on {data}: {res.spec.id} ({res.seconds:.0f} s) -> {Path(out) / 'arch.json'}")
     return res
 
@@ -462,10 +445,10 @@ def random_search(images: torch.Tensor, held_out: torch.Tensor, config: SearchCo
     return res
 
 # %% ../nbs/05a_proxyless_search.ipynb #7cc101fc
-def random_search_run(data: str, out: str | Path, preset: str = 'tiny', n_candidates: int = 4, width: float | None = None,
-                      batch_size: int | None = None, seed: int = 0, device=None, log: Callable | None = print) -> RandomSearchResult:
-    "Random search on the unlabelled split of `data` at the compute of the `preset`'s search, same held-out split."
-    c = search_config(preset, width=width, batch_size=batch_size, seed=seed)
+def random_search_run(config: SearchConfig, # the search whose compute (and held-out split) random search matches
+                      data: str, out: str | Path, n_candidates: int = 4, device=None,
+                      log: Callable | None = print) -> RandomSearchResult:
+    "Random search on the unlabelled split of `data` at the compute of the search `config`, same held-out split."
     images, _ = load_corpus(data, labelled=False)
-    train, held = held_out_split(len(images), c.held_out_fraction, seed)
-    return random_search(images[train], images[held], c, n_candidates, out, device=device, log=log)
+    train, held = held_out_split(len(images), config.held_out_fraction, config.seed)
+    return random_search(images[train], images[held], config, n_candidates, out, device=device, log=log)

@@ -9,26 +9,25 @@ from pathlib import Path
 
 import ssl_arch
 from . import study
+from .preset import Preset, get_preset, preset_to_dict
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['STAGE_SECONDS', 'reproduce']
+__all__ = ['STAGES', 'reproduce']
 
 # %% ../nbs/08_reproduce.ipynb #b8017490
-# Wall-clock seconds each stage took on 2 CPU cores (measured with this code; see README), used only to say how long
-# is left before a stage has run once; the stage's own progress bar then estimates from its units.
-STAGE_SECONDS = {'smoke': {'study A': 100, 'study B': 60, 'figures': 10},    # measured 2026-11-25, quiet machine
-                 'tiny': {'study A': 435, 'study B': 550, 'figures': 10}}
-
 def _fmt(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s"
 
-def _stage_line(i: int, name: str, preset: str, elapsed: float, stages: list[str]) -> str:
-    prior = STAGE_SECONDS.get(preset, {})
+def _stage_line(i: int, name: str, preset: Preset, elapsed: float, stages: list[str]) -> str:
+    "The line printed before stage `i`: elapsed time, and time left as measured for the preset on 2 CPU cores."
+    prior = dict(preset.run.stage_seconds)
     left = sum(prior.get(n, 0) for n in stages[i:])
-    est = f", about {_fmt(left)} left (estimate for {preset} on 2 CPU cores)" if left else ''
+    est = f", about {_fmt(left)} left (estimate for {preset.name} on 2 CPU cores)" if left else ''
     return f"[{i + 1}/{len(stages)}] {name}: {_fmt(elapsed)} elapsed{est}"
 
 # %% ../nbs/08_reproduce.ipynb #08a9074d
+STAGES = ('study A', 'study B', 'figures')
+
 def _write_meta(root: Path, preset: str, seed: int, this_run: dict, runs: list) -> dict:
     "meta.json: every run's stage seconds, and each stage's total over the runs (an interrupted run, then its resume)."
     total = {}
@@ -45,33 +44,36 @@ def _earlier_runs(root: Path, preset: str, seed: int) -> list:
     same = meta.get('preset') == preset and meta.get('seed') == seed and isinstance(meta.get('runs'), list)
     return meta['runs'] if same else []
 
-def reproduce(preset: str = 'tiny', # 'smoke', 'tiny' or 'paper'
-              out: str = 'runs/reproduce', # results root; the preset's results go to out/<preset>
-              figures: str | None = None, # figures folder (default: paper_figures/ for tiny, else out/<preset>/paper_figures)
-              seed: int = 0, progress: bool = True, stages: tuple = ('study A', 'study B', 'figures')) -> dict:
+def reproduce(preset: str | Preset = 'tiny', # 'smoke', 'tiny', 'paper', a preset file (.toml, .json) or a Preset
+              out: str = 'runs/reproduce', # results root; the preset's results go to out/<preset name>
+              figures: str | None = None, # figures folder (default: the preset's `run.figures`, else out/<name>/paper_figures)
+              seed: int = 0, progress: bool = True, stages: tuple = ('study A', 'study B', 'figures'),
+              overrides=()) -> dict: # 'path=value' changes to the preset (`--set`)
     "Run study A, study B and the figures on `preset`; returns the seconds each stage took in this run."
-    study._check(preset in study.PRESETS, 'preset', preset, f'one of {list(study.PRESETS)}')
-    root = (Path(out) / preset).resolve()
-    figures = Path(figures or ('paper_figures' if preset == 'tiny' else root / 'paper_figures')).resolve()
+    preset = get_preset(preset, overrides)
+    for name in stages: study._check(name in STAGES, 'stage', name, f"one of {', '.join(map(repr, STAGES))}")
+    root = (Path(out) / preset.name).resolve()
+    figures = Path(figures or preset.run.figures or root / 'paper_figures').resolve()
     t0, seconds, stages = time.time(), {}, list(stages)
-    runs = _earlier_runs(root, preset, seed)
+    runs = _earlier_runs(root, preset.name, seed)
     this_run = dict(started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)), stage_seconds=seconds,
                     ssl_arch_version=ssl_arch.__version__)
-    # On a CPU (smoke, tiny) two units at a time with one torch thread each use both cores fully; small models on
-    # two threads per process ran 4-25x slower than on one while another process ran (see README).
-    local = dict(jobs=2, threads_per_unit=1) if preset in ('smoke', 'tiny') else {}
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write(root / 'preset.json', json.dumps(preset_to_dict(preset), indent=1))
+    # On a CPU two units at a time with one torch thread each use both cores fully; small models on two threads per
+    # process ran 4-25x slower than on one while another process ran (the preset's run settings say so)
+    local = dict(jobs=preset.run.jobs, threads_per_unit=preset.run.threads_per_unit or None)
     for i, name in enumerate(stages):
         print(_stage_line(i, name, preset, time.time() - t0, stages), flush=True)
         ts = time.time()
         if name == 'study A': study.run_study_a(root / 'study_a', preset, seed, progress=progress, **local)
         elif name == 'study B': study.run_study_b(root / 'study_b', preset, seed, progress=progress, **local)
-        elif name == 'figures':
-            _write_meta(root, preset, seed, this_run, runs)  # the figures' README reports the stages so far
+        else:
+            _write_meta(root, preset.name, seed, this_run, runs)  # the figures' README reports the stages so far
             from ssl_arch.figures import write_paper_figures
             write_paper_figures(root, figures)
-        else: raise study.StudyError(f"stage={name!r} is not allowed: one of 'study A', 'study B', 'figures'")
         seconds[name] = round(time.time() - ts, 1)
         seconds['total'] = round(time.time() - t0, 1)
-        _write_meta(root, preset, seed, this_run, runs)
+        _write_meta(root, preset.name, seed, this_run, runs)
     print(f"done in {_fmt(seconds['total'])}: " + ', '.join(f"{k} {_fmt(v)}" for k, v in seconds.items() if k != 'total'))
     return seconds

@@ -5,20 +5,22 @@
 # %% ../nbs/04_study.ipynb #8fc14f77
 from __future__ import annotations
 import hashlib, json, os, shutil, subprocess, sys, time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 import ssl_arch
-from . import archs, data
+from . import archs, datasets
 from .files import atomic_write
+from .results import read_results, results_record, write_results
+from .preset import Preset
+from .simclr import PretrainConfig
 
 # %% auto #0
-__all__ = ['EXPERIMENTS_DIR', 'RESULTS_FORMAT', 'PRESETS', 'PATH_PARAMETERS', 'SMOKE_DOWNSTREAM', 'BASELINES', 'STUDY_B_PRESETS',
-           'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir', 'is_done', 'run_unit', 'default_corpus', 'eval_sets',
-           'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units', 'collect_results',
-           'read_results', 'run_units', 'run_group', 'baseline_spec', 'search_unit', 'searched_spec', 'study_b_units',
+__all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'BASELINES', 'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir', 'is_done',
+           'run_unit', 'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units', 'collect_results',
+           'run_units', 'run_group', 'baseline_spec', 'search_unit', 'searched_spec', 'study_b_units',
            'export_searches', 'run_study_b', 'run_study_a']
 
 # %% ../nbs/04_study.ipynb #7d5cc254
@@ -29,8 +31,6 @@ def _check(ok: bool, field: str, value, allowed: str):
     if not ok: raise StudyError(f"{field}={value!r} is not allowed: {allowed}")
 
 EXPERIMENTS_DIR = Path(ssl_arch.__file__).resolve().parent.parent / 'nbs' / 'experiments'  # the repository's notebooks
-RESULTS_FORMAT = 'ssl_arch.results/1'  # written in every results table; a reader refuses any other
-PRESETS = ('smoke', 'tiny', 'paper')
 
 # %% ../nbs/04_study.ipynb #e96aaabe
 @dataclass(frozen=True)
@@ -60,11 +60,12 @@ def is_done(root: Path, unit: Unit) -> bool:
 # %% ../nbs/04_study.ipynb #a54e9d95
 PATH_PARAMETERS = ('out', 'checkpoint', 'cache_dir')  # unit parameters that are paths relative to the study folder
 
-def _torchrun_command(params: dict, nproc: int) -> list[str]:
-    args = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '-m', 'ssl_arch.simclr', '--no-progress']
-    for k in ('arch', 'data', 'out', 'epochs', 'batch_size', 'lr', 'temperature', 'seed', 'preset', 'device'):
-        if params.get(k): args += [f"--{k.replace('_', '-')}", str(params[k])]
-    return args
+def _torchrun_command(root: Path, unit: Unit, nproc: int) -> list[str]:
+    "`ssl-arch pretrain` under torchrun on `nproc` processes, from the unit's config (written beside its run folder)."
+    config = unit_dir(root, unit) / 'pretrain_config.json'
+    atomic_write(config, json.dumps(unit.parameters['config'], indent=1))
+    return [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '-m', 'ssl_arch.cli', 'pretrain',
+            '--config', str(config), '--out', str(root / unit.parameters['out']), '--no-progress']
 
 def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1) -> float:
     "Execute `unit` in `root` (its executed notebook lands in `notebooks/`), mark it done; returns seconds taken."
@@ -73,7 +74,7 @@ def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1) -> float:
     (root / 'notebooks').mkdir(parents=True, exist_ok=True); unit_dir(root, unit).mkdir(parents=True, exist_ok=True)
     if unit.notebook == 'pretrain' and gpus_per_run > 1:
         with open(root / 'notebooks' / f'{unit.name}.log', 'w') as log:
-            subprocess.run(_torchrun_command(unit.parameters, gpus_per_run), cwd=root, stdout=log, stderr=subprocess.STDOUT, check=True)
+            subprocess.run(_torchrun_command(root, unit, gpus_per_run), cwd=root, stdout=log, stderr=subprocess.STDOUT, check=True)
     else:  # paths made absolute here, not through papermill's cwd=: that chdir()s the whole process, and units run in threads
         params = {k: str(root / v) if k in PATH_PARAMETERS and v else v for k, v in unit.parameters.items()}
         pm.execute_notebook(str(EXPERIMENTS_DIR / f'{unit.notebook}.ipynb'), str(root / 'notebooks' / f'{unit.name}.ipynb'),
@@ -85,21 +86,12 @@ def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1) -> float:
     return seconds
 
 # %% ../nbs/04_study.ipynb #7c489a5d
-def default_corpus(preset: str) -> str:
-    "The pretraining corpus of study A: ImageNet for `paper`, its embedded stand-in otherwise."
-    return 'imagenet' if preset == 'paper' else data.pretraining_corpora()[0]
-
-SMOKE_DOWNSTREAM = ('tiny-lowres', 'tiny-digits')  # smoke: one set in and one out of the objects corpus's distribution
-
-def eval_sets(preset: str, corpus: str) -> list[str]:
-    "The corpus's own labelled split, then every downstream set (the embedded suite unless `paper`; two for `smoke`)."
-    return [corpus] + list(SMOKE_DOWNSTREAM if preset == 'smoke' else data.downstream_sets(embedded_only=preset != 'paper'))
-
-def pretrain_unit(spec, corpus: str, preset: str, seed: int, group: str, prefix: str = 'a', epochs: int = 0) -> Unit:
-    "The SimCLR pretraining of `spec` on `corpus`."
-    name = f"{prefix}-pretrain-{corpus}-{spec.id}-s{seed}"
-    return Unit(name, 'pretrain', dict(arch=spec.id, data=corpus, seed=seed, preset=preset, epochs=epochs,
-                                       out=f'units/{name}/run'), group)
+def pretrain_unit(config: PretrainConfig, # what to pretrain (arch, corpus, seed and all)
+                  group: str, prefix: str = 'a') -> Unit:
+    "The SimCLR pretraining `config` as a unit: the pretrain notebook gets the whole config."
+    name = f"{prefix}-pretrain-{config.data}-{config.arch}-s{config.seed}"
+    params = {k: v for k, v in config.to_dict().items() if k != 'world_size'}  # world_size: set by the run itself
+    return Unit(name, 'pretrain', dict(config=params, out=f'units/{name}/run'), group)
 
 def eval_unit(pre: Unit, sets: list[str], protocol: str, seed: int, prefix: str = 'a', init: str = 'both',
               tags: dict | None = None) -> Unit:
@@ -110,24 +102,22 @@ def eval_unit(pre: Unit, sets: list[str], protocol: str, seed: int, prefix: str 
                 pre.group, records=f'units/{name}/records.json', tags=tags or {}, after=pre.name)
 
 # %% ../nbs/04_study.ipynb #0ffc25d8
-def study_a_units(preset: str = 'tiny', # 'smoke', 'tiny' or 'paper'
+def study_a_units(preset: Preset, # the plan, spaces and pretraining (`ssl_arch.preset.get_preset`)
                   seed: int = 0, # sampler, pretraining and probe seed
-                  corpus: str | None = None, # pretraining corpus (default: `default_corpus(preset)`)
-                  protocol: str = 'lbfgs', # linear-evaluation protocol
+                  corpus: str | None = None, # pretraining corpus (default: the preset's study A corpus)
+                  protocol: str | None = None, # linear-evaluation protocol (default: the preset's)
                   n_resnet: int | None = None, # ResNet-like models (default: the preset's)
                   n_mobilenet: int | None = None, # MobileNet-like models (default: the preset's)
-                  sets: list[str] | None = None, # evaluation sets (default: `eval_sets(preset, corpus)`)
-                  epochs: int = 0) -> list[Unit]: # pretraining epochs (0: the preset's)
+                  sets: list[str] | None = None, # evaluation sets (default: the corpus, then the preset's downstream sets)
+                  epochs: int | None = None) -> list[Unit]: # pretraining epochs (default: the preset's)
     "Study A as units: for each sampled architecture, pretrain on the corpus, then evaluate (SimCLR and random init)."
-    _check(preset in PRESETS, 'preset', preset, f'one of {list(PRESETS)}')
-    corpus = corpus or default_corpus(preset)
-    _check(corpus in data.pretraining_corpora(embedded_only=False), 'corpus', corpus,
-           f'one of {data.pretraining_corpora(embedded_only=False)}')
-    sets = sets or eval_sets(preset, corpus)
-    units = []
+    corpus = corpus or preset.study_a.corpus
+    known = datasets.pretraining_corpora(embedded_only=False)
+    _check(corpus in known, 'corpus', corpus, f'one of {known}')
+    sets, protocol, units = sets or [corpus, *preset.study_a.downstream], protocol or preset.probe, []
     for family, n in (('resnet', n_resnet), ('mobilenet', n_mobilenet)):
-        for spec in archs.sample_archs(family, n, seed, preset):
-            pre = pretrain_unit(spec, corpus, preset, seed, group=spec.id, epochs=epochs)
+        for spec in archs.sample_archs(preset.space(family), n, seed):
+            pre = pretrain_unit(preset.pretrain_config(spec.id, corpus, seed=seed, epochs=epochs), group=spec.id)
             units += [pre, eval_unit(pre, sets, protocol, seed)]
     return units
 
@@ -156,21 +146,9 @@ def collect_results(root: Path, units: list[Unit], preset: str) -> pd.DataFrame:
             for r in json.loads((Path(root) / u.records).read_text()):
                 if os.path.isabs(r.get('checkpoint') or ''):  # relative to the study folder, which can move
                     r['checkpoint'] = os.path.relpath(r['checkpoint'], Path(root).resolve())
-                rows.append({**r, **u.tags, 'preset': preset, 'unit': u.name})
-    table = pd.DataFrame(rows)
-    if not len(table): return table
-    table.insert(0, 'results_format', RESULTS_FORMAT)
-    table = table.sort_values(['family', 'arch_id', 'eval_data', 'init', 'protocol', 'seed'], kind='stable', ignore_index=True)
-    atomic_write(Path(root) / 'results.csv', table.to_csv(index=False))
-    return read_results(Path(root) / 'results.csv')  # the table as every later step reads it
-
-def read_results(path) -> pd.DataFrame:
-    "A results table written by `collect_results`; refuses one written in another format."
-    table = pd.read_csv(path)
-    found = sorted(set(table['results_format'])) if 'results_format' in table else ['(none)']
-    _check(found == [RESULTS_FORMAT], 'results_format', ','.join(map(str, found)),
-           f"{RESULTS_FORMAT!r} (this table was written by an incompatible version of ssl_arch: rerun the study)")
-    return table
+                rows.append(results_record({**r, **u.tags, 'preset': preset, 'unit': u.name}))
+    if not rows: return pd.DataFrame(rows)
+    return read_results(write_results(rows, Path(root) / 'results.csv'))  # the table as every later step reads it
 
 # %% ../nbs/04_study.ipynb #bff6ed77
 def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, gpus_per_run: int, jobs: int, progress: bool,
@@ -257,35 +235,19 @@ def _run_submitit(root: Path, units: list[Unit], gpus_per_run: int, slurm: dict)
 # %% ../nbs/04_study.ipynb #633f644c
 BASELINES = ('mobilenet_v2', 'resnet18', 'resnet50')
 
-STUDY_B_PRESETS = {  # where to search, where to pretrain the found and hand-crafted nets, where table 4 trains
-    # random_search_corpora: where the random-search baseline (same space, the search's compute, best held-out SimCLR
-    # loss) also runs; its pick is pretrained and evaluated on that corpus, beside the searched net (table 1)
-    'smoke': dict(search_corpora=('tiny-objects',), pretrain_corpora=('tiny-objects',), supervised_sets=('tiny-digits',),
-                  random_search_corpora=('tiny-objects',), eval_downstream=False),
-    # tiny: searching is cheap, pretraining is not: the iNat-mini stand-in is searched on but not pretrained on,
-    # to fit the 20-minute budget (table 2's mini column is then empty, and says so)
-    'tiny': dict(search_corpora=('tiny-objects', 'tiny-species', 'tiny-species-mini'),
-                 pretrain_corpora=('tiny-objects', 'tiny-species'), supervised_sets=('tiny-faces', 'tiny-textures'),
-                 random_search_corpora=('tiny-objects', 'tiny-species'), eval_downstream=True),
-    'paper': dict(search_corpora=('imagenet', 'inat2021', 'inat2021-mini'),
-                  pretrain_corpora=('imagenet', 'inat2021', 'inat2021-mini'),
-                  supervised_sets=('cifar10', 'cifar100', 'flowers102'),
-                  random_search_corpora=('imagenet', 'inat2021', 'inat2021-mini'), eval_downstream=True),
-}
-
-def baseline_spec(name: str, preset: str):
+def baseline_spec(name: str, preset: Preset):
     "A named baseline at the preset's widths (the same scaling study A's spaces use)."
     spec = archs.get_spec(name)
-    return spec.scaled(archs.arch_space(spec.family, preset).width_scale)
+    return spec.scaled(preset.space(spec.family).width_scale)
 
 SEARCH_METHODS = ('proxyless', 'random')
 
-def search_unit(corpus: str, preset: str, seed: int, method: str = 'proxyless') -> Unit:
+def search_unit(corpus: str, preset: Preset, seed: int, method: str = 'proxyless') -> Unit:
     "The search on `corpus`'s unlabelled split: ProxylessNAS with the SimCLR loss, or random search at its compute."
     _check(method in SEARCH_METHODS, 'method', method, f'one of {SEARCH_METHODS}')
     name = f"b-{'search' if method == 'proxyless' else 'random-search'}-{corpus}-s{seed}"
-    params = dict(data=corpus, preset=preset, seed=seed, out=f'units/{name}/search')
-    if method != 'proxyless': params['method'] = method  # (the ProxylessNAS units' keys stay those of earlier runs)
+    params = dict(data=corpus, config=asdict(preset.search_config(seed=seed)), out=f'units/{name}/search')
+    if method != 'proxyless': params |= dict(method=method, n_candidates=preset.study_b.n_candidates)
     return Unit(name, 'search', params, group=name[2:])
 
 def searched_spec(root, unit: Unit):
@@ -295,35 +257,34 @@ def searched_spec(root, unit: Unit):
 
 # %% ../nbs/04_study.ipynb #382e138d
 def study_b_units(root, # the study folder: the searches' results decide the second phase
-                  preset: str = 'tiny', seed: int = 0, protocol: str = 'lbfgs') -> list[Unit]:
+                  preset: Preset, seed: int = 0, protocol: str | None = None) -> list[Unit]:
     """Study B as units: the searches, and (for each finished search) the pretrainings, evaluations and supervised runs.
 
     A found net's units join its search's group, so the groups (and so `--shard k/n`) are the same before and after
     the searches end, and the machine that ran a search also trains what it found."""
-    _check(preset in STUDY_B_PRESETS, 'preset', preset, f'one of {list(STUDY_B_PRESETS)}')
-    cfg = STUDY_B_PRESETS[preset]
-    searches = [search_unit(c, preset, seed) for c in cfg['search_corpora']]
-    randoms = [search_unit(c, preset, seed, 'random') for c in cfg['random_search_corpora']]
+    cfg, protocol = preset.study_b, protocol or preset.probe
+    searches = [search_unit(c, preset, seed) for c in cfg.search_corpora]
+    randoms = [search_unit(c, preset, seed, 'random') for c in cfg.random_search_corpora]
     found = lambda us, role: [(s, dict(role=role, searched_on=u.parameters['data'], baseline_name=''), u.group)
                               for u, s in ((u, searched_spec(root, u)) for u in us) if s is not None]
     models = found(searches, 'searched')
     models += [(baseline_spec(b, preset), dict(role='baseline', searched_on='', baseline_name=b), b) for b in BASELINES]
     units = searches + randoms
-    downstream = data.downstream_sets(embedded_only=preset != 'paper') if cfg['eval_downstream'] else []
-    for i, corpus in enumerate(cfg['pretrain_corpora']):
+    downstream = list(cfg.downstream)
+    for i, corpus in enumerate(cfg.pretrain_corpora):
         sets = [corpus] + (downstream if i == 0 else [])  # table 3: transfer from the ImageNet-role corpus
         for spec, tags, group in models:
-            pre = pretrain_unit(spec, corpus, preset, seed, group=group, prefix='b')
+            pre = pretrain_unit(preset.pretrain_config(spec.id, corpus, seed=seed), group, prefix='b')
             units += [pre, eval_unit(pre, sets, protocol, seed, prefix='b', init='simclr', tags=tags)]
     for spec, tags, group in found(randoms, 'random_search'):  # only where it was picked: did the search beat chance?
-        pre = pretrain_unit(spec, tags['searched_on'], preset, seed, group=group, prefix='b')
+        pre = pretrain_unit(preset.pretrain_config(spec.id, tags['searched_on'], seed=seed), group, prefix='b')
         units += [pre, eval_unit(pre, [tags['searched_on']], protocol, seed, prefix='b', init='simclr', tags=tags)]
     for spec, tags, group in models:
         if tags['role'] == 'searched' or tags['baseline_name'] == 'mobilenet_v2':
-            for d in cfg['supervised_sets']:
+            for d in cfg.supervised_sets:
                 name = f"b-supervised-{d}-{spec.id}-s{seed}"
-                units.append(Unit(name, 'supervised', dict(arch=spec.id, data=d, seed=seed, preset=preset,
-                                                           out=f'units/{name}/records.json'),
+                config = preset.supervised_config(spec.id, d, seed=seed).to_dict()
+                units.append(Unit(name, 'supervised', dict(config=config, out=f'units/{name}/records.json'),
                                   group, records=f'units/{name}/records.json', tags=tags))
     # Two searches (or a search and chance) that find the same net plan the same units: each runs once, and its rows
     # carry the first finder's tags.
@@ -342,23 +303,23 @@ def export_searches(root: Path, units: list[Unit]):
             if f.is_file(): shutil.copy2(f, dst / f.name)
 
 # %% ../nbs/04_study.ipynb #e05c2b7d
-def run_study_b(out, preset: str = 'tiny', seed: int = 0, shard: str | None = None, executor: str = 'local',
-                gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, protocol: str = 'lbfgs',
+def run_study_b(out, preset: Preset, seed: int = 0, shard: str | None = None, executor: str = 'local',
+                gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, protocol: str | None = None,
                 jobs: int = 1, threads_per_unit: int | None = None) -> pd.DataFrame:
     "Run study B's searches, then its second phase (planned from what the searches found); return its results table."
     t0, out = time.time(), Path(out).resolve()
     run = dict(shard=shard, executor=executor, gpus_per_run=gpus_per_run, slurm=slurm, progress=progress, jobs=jobs,
                threads_per_unit=threads_per_unit)
     plan = lambda: study_b_units(out, preset, seed, protocol)
-    if executor == 'local': table = run_units(out, plan(), preset, **run, replan=plan)  # finds join as searches end
+    if executor == 'local': table = run_units(out, plan(), preset.name, **run, replan=plan)  # finds join as searches end
     else:  # a job per group: the second phase is planned once every search (both methods) has finished
-        run_units(out, [u for u in plan() if u.notebook == 'search'], preset, **run)
-        table = run_units(out, plan(), preset, **run)
+        run_units(out, [u for u in plan() if u.notebook == 'search'], preset.name, **run)
+        table = run_units(out, plan(), preset.name, **run)
     units = plan()
     export_searches(out, units)
     searches = [u for u in units if u.notebook == 'search']
     atomic_write(Path(out) / 'meta.json', json.dumps(dict(
-        study='B', preset=preset, seed=seed, units=len(units), units_done=sum(is_done(Path(out), u) for u in units),
+        study='B', preset=preset.name, seed=seed, units=len(units), units_done=sum(is_done(Path(out), u) for u in units),
         searched={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
                   if 'method' not in u.parameters},
         random_search={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
@@ -368,16 +329,16 @@ def run_study_b(out, preset: str = 'tiny', seed: int = 0, shard: str | None = No
 
 # %% ../nbs/04_study.ipynb #0941c6a2
 def run_study_a(out, # study folder
-                preset: str = 'tiny', seed: int = 0, shard: str | None = None, executor: str = 'local',
+                preset: Preset, seed: int = 0, shard: str | None = None, executor: str = 'local',
                 gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, jobs: int = 1,
                 threads_per_unit: int | None = None, **plan) -> pd.DataFrame:
     "Plan study A (see `study_a_units`), run this shard of it, and return the results table."
     units, out = study_a_units(preset, seed, **plan), Path(out).resolve()
     t0 = time.time()
-    table = run_units(out, units, preset, shard, executor, gpus_per_run, slurm, progress, jobs, threads_per_unit)
+    table = run_units(out, units, preset.name, shard, executor, gpus_per_run, slurm, progress, jobs, threads_per_unit)
     done = sum(is_done(Path(out), u) for u in units)
     atomic_write(Path(out) / 'meta.json', json.dumps(dict(
-        study='A', preset=preset, seed=seed, plan={k: v for k, v in plan.items()}, units=len(units), units_done=done,
+        study='A', preset=preset.name, seed=seed, plan={k: v for k, v in plan.items()}, units=len(units), units_done=done,
         models=len({u.group for u in units}), seconds_this_run=round(time.time() - t0, 1),
         ssl_arch_version=ssl_arch.__version__), indent=1))
     return table

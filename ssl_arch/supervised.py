@@ -14,17 +14,18 @@ from torch import nn
 
 import ssl_arch
 from . import data as ssl_data
+from . import datasets
 from .archs import arch_record, build_model, get_spec
 from .augment import eval_transform
 from .distributed import rank_seed, seed_everything
-from .evaluate import weights_hash
+from .results import results_record
 from .training import (NonFiniteLossError, build_optimizer, resolve_device, scaled_lr, speed_choices,
-                               warmup_cosine_scheduler)
+                               warmup_cosine_scheduler, weights_hash)
 from .files import save_json
 
 # %% auto #0
-__all__ = ['SUPERVISED_PRESETS', 'SupervisedError', 'random_crop_flip', 'SupervisedConfig', 'supervised_config', 'check_labelled',
-           'load_labelled', 'supervised_step', 'top1_accuracy', 'fit_supervised', 'train_supervised', 'supervised_run']
+__all__ = ['SupervisedError', 'random_crop_flip', 'SupervisedConfig', 'check_labelled', 'load_labelled', 'supervised_step',
+           'top1_accuracy', 'fit_supervised', 'supervised_record', 'train_supervised', 'supervised_run']
 
 # %% ../nbs/02b_supervised.ipynb #6c960293
 class SupervisedError(ValueError):
@@ -59,19 +60,19 @@ def random_crop_flip(images: torch.Tensor, # (B,C,H,W) batch, any dtype and devi
 class SupervisedConfig:
     "Everything that determines a supervised-from-scratch run's result."
     arch: str                      # architecture id or named baseline (ssl_arch.archs.get_spec)
-    data: str                      # labelled data set (ssl_arch.data.dataset_names(embedded_only=False))
+    data: str                      # labelled data set (ssl_arch.datasets.dataset_names(embedded_only=False))
     epochs: int = 90               # passes over the training split
     batch_size: int = 256          # images per step
-    lr: float = 0.1                # base learning rate at batch 256; peak = lr * batch_size / 256
+    lr: float = 0.1                # base learning rate at batch 256; the peak is lr x batch_size / 256
     weight_decay: float = 5e-4     # on conv/linear weights only (BN and biases excluded, as in pretraining)
     momentum: float = 0.9
     warmup_epochs: float = 0       # linear warm-up, then cosine to 0
     padding: int = 4               # random-crop padding in pixels (0: no crop)
     flip: bool = True              # random horizontal flip
-    image_size: int = 32           # side the images are trained and tested at; <= 64 uses the CIFAR stem
+    image_size: int = 32           # side the images are trained and tested at; 64 or less uses the CIFAR stem
     max_images: int | None = None  # use only the first n images of each split (None: all)
     seed: int = 0                  # fixes initialisation, shuffling and augmentation
-    preset: str = 'paper'          # the preset the defaults came from (recorded)
+    preset: str = 'paper'          # the preset the values came from (recorded, not used)
 
     def __post_init__(self):
         for f in ('epochs', 'image_size'): _check(_is_int(getattr(self, f)) and getattr(self, f) >= 1, f, getattr(self, f), 'a positive integer')
@@ -86,7 +87,6 @@ class SupervisedConfig:
         _check(self.max_images is None or (_is_int(self.max_images) and self.max_images >= 2), 'max_images',
                self.max_images, 'None or an integer >= 2')
         _check(_is_int(self.seed) and self.seed >= 0, 'seed', self.seed, 'a non-negative integer')
-        _check(self.preset in SUPERVISED_PRESETS, 'preset', self.preset, f"one of {', '.join(map(repr, SUPERVISED_PRESETS))}")
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -95,28 +95,13 @@ class SupervisedConfig:
         "A short hash of the configuration (the results table's `config_hash`)."
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
-SUPERVISED_PRESETS = {  # preset -> SupervisedConfig defaults
-    'paper': dict(epochs=90, batch_size=256, lr=0.1, weight_decay=5e-4, warmup_epochs=0),
-    # tiny: 12 epochs x 7 steps of 128 on 1000 images, one warm-up epoch; lr 0.4 at batch 256 (peak 0.2) beat 0.8
-    # (tiny-textures, resnet18 at 1/8 width, seed 0: 62.9% vs 55.1% top-1)
-    'tiny': dict(epochs=12, batch_size=128, lr=0.4, weight_decay=5e-4, warmup_epochs=1),
-    'smoke': dict(epochs=1, batch_size=32, lr=0.1, weight_decay=5e-4, warmup_epochs=0, max_images=64),
-}
-
-def supervised_config(arch: str, data: str, preset: str = 'tiny', **overrides) -> SupervisedConfig:
-    "The `SupervisedConfig` of `preset` for `arch` on `data`, with `overrides` (None values are ignored)."
-    _check(preset in SUPERVISED_PRESETS, 'preset', preset, f"one of {', '.join(map(repr, SUPERVISED_PRESETS))}")
-    names = {f.name for f in fields(SupervisedConfig)} - {'arch', 'data', 'preset'}
-    _check(set(overrides) <= names, 'overrides', sorted(set(overrides) - names), f'fields of SupervisedConfig: {sorted(names)}')
-    kw = {**SUPERVISED_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    return SupervisedConfig(arch=arch, data=data, preset=preset, **kw)
 
 # %% ../nbs/02b_supervised.ipynb #082d78fd
 def check_labelled(data: str) -> int:
     "The number of classes of `data`, a registered data set with labelled train and test splits."
-    known = ssl_data.dataset_names(embedded_only=False)
+    known = datasets.dataset_names(embedded_only=False)
     _check(isinstance(data, str) and data in known, 'data', data, f"a labelled data set, one of {', '.join(known)}")
-    info = ssl_data.dataset_info(data)
+    info = datasets.dataset_info(data)
     _check({'train', 'test'} <= set(info.split_sizes) and info.num_classes >= 2, 'data', data,
            f"a data set with labelled 'train' and 'test' splits (it has only {sorted(info.split_sizes)})")
     return info.num_classes
@@ -162,7 +147,7 @@ def top1_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     return 100 * correct / max(1, len(images))
 
 # %% ../nbs/02b_supervised.ipynb #bfed74bc
-def fit_supervised(config: SupervisedConfig, # what to train (see `supervised_config`)
+def fit_supervised(config: SupervisedConfig, # what to train (a preset's `supervised_config(arch, data)`)
                    device=None, # 'cpu', 'cuda', 'cuda:N'; default: CUDA when available
                    progress: bool = False, # print one line per epoch
                   ) -> tuple[nn.Module, dict]:
@@ -195,37 +180,41 @@ def fit_supervised(config: SupervisedConfig, # what to train (see `supervised_co
         history.append(dict(epoch=epoch + 1, loss=sum(losses) / len(losses)))
         if progress: print(f"epoch {epoch + 1}/{config.epochs} loss {history[-1]['loss']:.4f}")
     acc = lambda x, y: top1_accuracy(model, x, y, config.image_size, device=device, **speed)
-    arch = arch_record(spec, config.image_size, small)
-    record = dict(arch_id=spec.id, family=spec.family, params=arch['params'],
-                  params_with_classifier=arch['params_with_classifier'], flops=arch['flops'],
-                  top_bottom_ratio=arch['top_bottom_ratio'], pretrain_data='', eval_data=config.data, split='test',
-                  protocol='supervised', init='supervised', seed=config.seed, epochs=config.epochs,
-                  top1=acc(xte, yte), train_top1=acc(xtr, ytr), config_hash=config.config_hash,
-                  ssl_arch_version=str(ssl_arch.__version__), torch_version=str(torch.__version__),
-                  stem='cifar' if small else 'imagenet', num_classes=num_classes, n_train=n, n_test=len(xte),
-                  batch_size=b, lr=config.lr, weight_decay=config.weight_decay, preset=config.preset,
-                  final_loss=history[-1]['loss'], weights_hash=weights_hash(model), device=str(device))
+    record = supervised_record(config, model, acc(xte, yte), acc(xtr, ytr), n, len(xte), history[-1]['loss'], device)
     record['seconds'] = round(time.perf_counter() - t0, 2)
     return model, record
 
+# %% ../nbs/02b_supervised.ipynb #848ba266
+def supervised_record(config: SupervisedConfig, model: nn.Module, # the run and the model it trained
+                      top1: float, train_top1: float, # top-1 (percent) on the test and on the training split
+                      n_train: int, n_test: int, final_loss: float, # images in each split; last epoch's mean loss
+                      device) -> dict: # where it trained
+    "The results-table record (`ssl_arch.results`) of a supervised run from scratch: protocol and init 'supervised'."
+    spec, small = get_spec(config.arch), config.image_size <= 64
+    arch = arch_record(spec, config.image_size, small)
+    return results_record(arch_id=spec.id, family=spec.family,
+        **{k: arch[k] for k in ('params', 'params_with_classifier', 'flops', 'top_bottom_ratio')},
+        pretrain_data='', eval_data=config.data, split='test', protocol='supervised', init='supervised',
+        seed=config.seed, epochs=config.epochs, top1=top1, train_top1=train_top1, config_hash=config.config_hash,
+        ssl_arch_version=str(ssl_arch.__version__), torch_version=str(torch.__version__),
+        stem='cifar' if small else 'imagenet', num_classes=check_labelled(config.data), n_train=n_train, n_test=n_test,
+        batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay, preset=config.preset,
+        final_loss=final_loss, weights_hash=weights_hash(model), device=str(device))
+
 # %% ../nbs/02b_supervised.ipynb #5de011ec
-def train_supervised(arch: str, # architecture id or named baseline
-                     data: str, # labelled data set name
-                     epochs: int | None = None, batch_size: int | None = None, # None: the preset's
-                     lr: float | None = None, # base learning rate at batch 256 (None: the preset's)
-                     seed: int = 0, preset: str = 'tiny', device=None,
-                     **overrides) -> dict: # other `SupervisedConfig` fields (weight_decay, max_images, ...)
-    "Train `arch` from scratch with labels on `data`; the results-table record (top-1 on the test split)."
-    config = supervised_config(arch, data, preset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **overrides)
+def train_supervised(config: SupervisedConfig, # what to train (a preset's `supervised_config(arch, data)`)
+                     device=None) -> dict: # 'cpu', 'cuda', 'cuda:N'; default: CUDA when available
+    "Train `config.arch` from scratch with labels on `config.data`; the results-table record (top-1 on the test split)."
     return fit_supervised(config, device)[1]
 
 # %% ../nbs/02b_supervised.ipynb #9e4fa3ab
-def supervised_run(arch: str, data: str, out, # JSON file to write: a list with one record
-                   **kw) -> dict:
-    "Run `train_supervised(arch, data, **kw)` and write its record to `out` as a one-record JSON list, atomically."
+def supervised_run(config: SupervisedConfig, # what to train
+                   out, # JSON file to write: a list with one record
+                   device=None) -> dict:
+    "Run `train_supervised(config)` and write its record to `out` as a one-record JSON list, atomically."
     out = Path(out)
     _check(out.suffix == '.json', 'out', str(out), 'a path ending in .json')
-    record = train_supervised(arch, data, **kw)
+    record = train_supervised(config, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_json([record], out)
     return record

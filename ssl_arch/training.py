@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_training.ipynb #b4a63985
 from __future__ import annotations
-import math, platform
+import hashlib, math, platform
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from .files import atomic_write
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SPEED_CHOICES', 'CHECKPOINT_FORMAT', 'TrainingError', 'NonFiniteLossError', 'LARS', 'param_groups',
            'build_optimizer', 'scaled_lr', 'WarmupCosine', 'warmup_cosine_scheduler', 'speed_choices', 'resolve_device',
-           'library_versions', 'save_checkpoint', 'load_checkpoint', 'load_weights']
+           'library_versions', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'weights_hash']
 
 # %% ../nbs/02_training.ipynb #32d7c12f
 class TrainingError(ValueError):
@@ -149,3 +149,12 @@ def load_weights(module: nn.Module, state: dict, what: str, path):
         first = str(e).strip().splitlines()
         raise TrainingError(f"checkpoint={str(path)!r} is not allowed: its {what} does not fit this model "
                             f"({first[1].strip() if len(first) > 1 else first[0]})") from e
+
+# %% ../nbs/02_training.ipynb #e8d09e33
+def weights_hash(module: nn.Module) -> str:
+    "A short content hash of `module`'s state dict (names, dtypes, shapes and values)."
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -6,7 +6,8 @@ import torch
 
 from ssl_arch.cli import main
 
-from ssl_arch.archs import (ResNetSpec, MobileNetSpec, NAMED_SPECS, arch_space, build_backbone, build_model,
+from ssl_arch.preset import get_preset
+from ssl_arch.archs import (ResNetSpec, MobileNetSpec, NAMED_SPECS, build_backbone, build_model,
                             param_counts, sample_archs, spec_from_id, spec_from_json, spec_to_json)
 
 CLI = [sys.executable, '-c', 'import sys; from ssl_arch.cli import main; sys.exit(main())']
@@ -14,7 +15,8 @@ CLI = [sys.executable, '-c', 'import sys; from ssl_arch.cli import main; sys.exi
 
 @pytest.fixture(scope='module')
 def paper_samples():
-    return {f: sample_archs(f, preset='paper', seed=0) for f in ('resnet', 'mobilenet')}
+    paper = get_preset('paper')
+    return {f: sample_archs(paper.space(f), seed=0) for f in ('resnet', 'mobilenet')}
 
 
 def test_paper_preset_counts_ranges_and_determinism(paper_samples):
@@ -24,8 +26,8 @@ def test_paper_preset_counts_ranges_and_determinism(paper_samples):
     assert all(10e6 <= param_counts(s)[1] <= 60e6 for s in res)
     assert all(2e6 <= param_counts(s)[1] <= 7e6 for s in mb)
     assert {s.block for s in res} == {'basic', 'bottleneck'}
-    assert sample_archs('resnet', preset='paper', seed=0) == res  # same seed, same models
-    assert sample_archs('resnet', preset='paper', seed=1) != res
+    assert sample_archs(get_preset('paper').resnet, seed=0) == res  # same seed, same models
+    assert sample_archs(get_preset('paper').resnet, seed=1) != res
 
 
 def test_ids_and_json_round_trip(paper_samples):
@@ -38,7 +40,7 @@ def test_ids_and_json_round_trip(paper_samples):
 @pytest.mark.parametrize('family', ['resnet', 'mobilenet'])
 def test_every_tiny_spec_trains_at_32x32(family):
     torch.manual_seed(0)
-    for spec in sample_archs(family, preset='tiny'):
+    for spec in sample_archs(get_preset('tiny').space(family)):
         model = build_model(spec, num_classes=10, small_images=True)
         x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -84,8 +86,9 @@ def test_cli_sample_one_object_per_line():
     (['archs', 'show', 'mbv2-w1.0-22222'], "depths=(2, 2, 2, 2, 2) is not allowed: a tuple of 7"),
     (['archs', 'show', 'mbv2-w0-2222222'], "width_mult=0.0 is not allowed: a number in (0, 8]"),
     (['archs', 'show', 'not-an-id'], "id='not-an-id' is not allowed"),
-    (['archs', 'sample', '--family', 'vit'], "family='vit' is not allowed: one of ['mobilenet', 'resnet']"),
-    (['archs', 'sample', '--preset', 'huge'], "preset='huge' is not allowed: one of ['paper', 'smoke', 'tiny']"),
+    (['archs', 'sample', '--family', 'vit'], "family='vit' is not allowed: 'resnet' or 'mobilenet'"),
+    (['archs', 'sample', '--preset', 'huge'], "preset='huge' is not allowed: one of paper, tiny, smoke, or an existing .toml or .json file"),
+    (['archs', 'sample', '--set', 'resnet.n=two'], "resnet.n='two' is not allowed: an int"),
     (['archs', 'sample', '--n', '100000'], "n=100000 is not allowed: at most 1458"),
 ])
 def test_cli_bad_input_one_line(args, message, capsys):

@@ -1,7 +1,6 @@
-"""The data layer: the embedded suite (offline, deterministic, cached, rebuilt when stale), the registry, and the real
-on-disk formats read through the one entry point (CIFAR pickles, class folders of PNGs, split manifests, CUB/MIT-67
-and Sports8 layouts), with every bad-input case."""
-import json, os, pickle, socket, warnings
+"""The one entry point for data: unknown names and splits refused, and the real on-disk formats (CIFAR pickles, class
+folders of PNGs, split manifests, CUB/MIT-67 and Sports8 layouts), with every bad-input case."""
+import pickle, warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,129 +9,16 @@ import torch
 from PIL import Image
 
 from ssl_arch import data
-from ssl_arch.data import (DataError, dataset_info, dataset_names, dataset_table, downstream_sets, get_dataset,
-                           load_tensors, pretraining_corpora, sample_grid, MANIFEST)
+from ssl_arch.data import get_dataset, load_corpus, load_tensors, MANIFEST
+from ssl_arch.datasets import DataError
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    "Any attempt to open a network connection fails the test."
-    def refuse(*a, **k): raise AssertionError(f'network access attempted: {a}')
-    monkeypatch.setattr(socket.socket, 'connect', refuse)
-    monkeypatch.setattr(socket.socket, 'connect_ex', refuse)
-    monkeypatch.setattr(socket, 'create_connection', refuse)
-    monkeypatch.setattr(socket, 'getaddrinfo', refuse)
-
-
-@pytest.fixture(scope='module')
-def suite(tmp_path_factory):
-    "A suite built once for this module, in its own folder, with the network blocked."
-    root = tmp_path_factory.mktemp('suite')
-    mp = pytest.MonkeyPatch()
-    def refuse(*a, **k): raise AssertionError(f'network access attempted: {a}')
-    mp.setattr(socket.socket, 'connect', refuse)
-    mp.setattr(socket, 'create_connection', refuse)
-    mp.setattr(socket, 'getaddrinfo', refuse)
-    mp.setenv('SSL_ARCH_DATA', str(root))
-    data._load_source.cache_clear(); data._photo.cache_clear()     # re-read the bundled files under the block
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        manifest = data.suite_manifest()
-    yield root, manifest
-    mp.undo()
-
-
-# ---------------------------------------------------------------- the embedded suite
-
-def test_suite_builds_offline_in_seconds(suite):
-    root, m = suite
-    assert data.data_dir() == root
-    assert set(m['sets']) == set(dataset_names())
-    assert m['build_seconds'] < 60, m['build_seconds']                  # about 3-5 s on 2 idle cores
-    for name, s in m['sets'].items():
-        assert (root / s['file']).exists()
-        assert s['sizes'] == dataset_info(name).split_sizes
-
-
-def test_suite_is_deterministic(suite, tmp_path, no_network):
-    root, m = suite
-    other = data.build_suite(tmp_path)
-    assert {k: v['sha256'] for k, v in other['sets'].items()} == {k: v['sha256'] for k, v in m['sets'].items()}
-
-
-def test_stale_or_damaged_suite_is_rebuilt(tmp_path, no_network):
-    m = data.build_suite(tmp_path)
-    path = tmp_path / 'manifest.json'
-    stale = dict(m, recipe_hash='0' * 16)
-    path.write_text(json.dumps(stale))
-    data._VERIFIED.clear()
-    with pytest.warns(UserWarning, match='recipe 0000000000000000'):
-        data.ensure_suite(tmp_path)
-    assert json.loads(path.read_text())['recipe_hash'] == data.recipe_hash()
-    f = tmp_path / 'tiny-faces.npz'
-    f.write_bytes(f.read_bytes()[:1000])                                # a truncated file
-    data._VERIFIED.clear()
-    with pytest.warns(UserWarning, match='does not match its SHA-256'):
-        x, y = load_tensors('tiny-faces', 'test', root=tmp_path)
-    assert x.shape == (1000, 3, 32, 32) and data._sha256(f) == m['sets']['tiny-faces']['sha256']
-    (tmp_path / 'manifest.json').unlink()
-    data._VERIFIED.clear()
-    with pytest.warns(UserWarning, match='no manifest.json'):
-        data.ensure_suite(tmp_path)
-    assert not list(tmp_path.glob('.*.tmp'))                            # atomic writes leave no temporaries
-
-
-def test_splits_shapes_labels_and_roles(suite):
-    assert len(pretraining_corpora()) >= 3 and len(downstream_sets()) >= 6
-    for name in dataset_names():
-        info = dataset_info(name)
-        for split, n in info.split_sizes.items():
-            x, y = load_tensors(name, split)
-            assert x.shape == (n, 3, 32, 32) and x.dtype == torch.uint8
-            assert 0 < x.float().std() and x.max() > 100, (name, split)     # real content, not blank
-            if split == 'unlabelled':
-                assert y is None
-                continue
-            assert y.dtype == torch.int64 and y.shape == (n,)
-            counts = torch.bincount(y, minlength=info.num_classes)
-            assert len(counts) == info.num_classes and counts.min() >= n // info.num_classes, (name, split, counts)
-        assert set(info.in_distribution) == set(pretraining_corpora())
-        assert info.licence and info.sources and info.description
-    # each corpus is in distribution for itself, and every corpus has downstream sets near and far
-    for c in pretraining_corpora():
-        assert dataset_info(c).in_distribution[c]
-        near = [d for d in downstream_sets() if dataset_info(d).in_distribution[c]]
-        assert 1 <= len(near) < len(downstream_sets()), (c, near)
-
-
-def test_train_and_test_differ_and_mini_is_a_subset(suite):
-    a, _ = load_tensors('tiny-objects', 'train')
-    b, _ = load_tensors('tiny-objects', 'test')
-    assert not set(map(bytes, a.flatten(1).numpy())) & set(map(bytes, b.flatten(1).numpy()))
-    full, _ = load_tensors('tiny-species', 'unlabelled')
-    mini, _ = load_tensors('tiny-species-mini', 'unlabelled')
-    assert len(mini) == 1000 and set(map(bytes, mini.flatten(1).numpy())) <= set(map(bytes, full.flatten(1).numpy()))
-    for s in ('train', 'test'):
-        assert torch.equal(load_tensors('tiny-species-mini', s)[0], load_tensors('tiny-species', s)[0])
-
-
-def test_registry_records_and_errors(suite):
-    rows = dataset_table()
-    assert {r['name'] for r in rows} >= set(dataset_names()) | {'imagenet', 'inat2021', 'inat2021-mini', 'cifar10',
-                                                                'svhn', 'dogs', 'cub200', 'mit67', 'sports8', 'nabirds'}
-    for r in rows:
-        json.dumps(r)
-        assert {'name', 'role', 'num_classes', 'train_size', 'test_size', 'source', 'licence'} <= set(r)
-    assert dataset_info('mit67').in_distribution['imagenet'] is False
-    assert dataset_info('cub200').in_distribution['imagenet'] is True
+def test_unknown_names_and_splits_are_refused():
     with pytest.raises(DataError, match="name='tiny-imagenet' is not allowed"): get_dataset('tiny-imagenet', 'train')
     with pytest.raises(DataError, match="split='unlabelled' is not allowed"): load_tensors('tiny-digits', 'unlabelled')
     with pytest.raises(DataError, match="split='val' is not allowed"): load_tensors('tiny-objects', 'val')
-    ds = get_dataset('tiny-digits', 'train', transform=lambda x: x.float() / 255)
-    x, y = ds[3]
-    assert x.dtype == torch.float32 and x.shape == (3, 32, 32) and 0 <= y < 10
-    g = sample_grid(['tiny-digits', 'tiny-shapes'], n_per_set=10)
-    assert g.shape == (2 * 34 + 2, 10 * 34 + 2, 3) and g.dtype == np.uint8
+    with pytest.raises(DataError, match="data='imagenet-99' is not allowed: one of tiny-objects, "):
+        load_corpus('imagenet-99')
 
 
 # ---------------------------------------------------------------- CIFAR pickle batches (torchvision's reader)

@@ -104,10 +104,12 @@ def _check_gather_without_grad(rank: int, world: int) -> float:
 
 def _check_pretrain(rank: int, world: int, out: Path) -> dict:
     "The real loop under torchrun: a smoke run on 2 processes writes one checkpoint holding both ranks' RNG states."
-    from ssl_arch.simclr import pretrain_run
+    from ssl_arch.evaluate import knn_monitor
+    from ssl_arch.preset import get_preset
+    from ssl_arch.simclr import pretrain
     from ssl_arch.training import load_checkpoint
-    m = pretrain_run('resnet-basic-2222-w8-g1', 'tiny-objects', out, preset='smoke', epochs=1, batch_size=16,
-                     progress=False)
+    config = get_preset('smoke').pretrain_config('resnet-basic-2222-w8-g1', 'tiny-objects', epochs=1, batch_size=16)
+    m = pretrain(config, out, monitor=knn_monitor('tiny-objects'), progress=False)
     res = dict(world_size=m['config']['world_size'], epochs=m['epochs_completed'], loss=m['final_loss'])
     if rank == 0:
         ck = load_checkpoint(out / 'checkpoint.pt')

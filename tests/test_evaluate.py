@@ -191,10 +191,11 @@ def shared_cache(tmp_path_factory):
 @pytest.fixture(scope='module')
 def run_dir(tmp_path_factory):
     "A finished (one-epoch, 64-image) SimCLR run of the tiny ResNet on a pretraining corpus."
-    from ssl_arch.simclr import pretrain_run
+    from ssl_arch.preset import get_preset
+    from ssl_arch.simclr import pretrain
     out = tmp_path_factory.mktemp('simclr') / 'run'
-    pretrain_run(TINY.id, 'tiny-objects', out, epochs=1, batch_size=32, preset='smoke', max_images=64,
-                 knn_every=0, device='cpu', progress=False)
+    config = get_preset('smoke').pretrain_config(TINY.id, 'tiny-objects', epochs=1, batch_size=32, max_images=64, knn_every=0)
+    pretrain(config, out, device='cpu', progress=False)
     return out
 
 

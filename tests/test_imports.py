@@ -52,3 +52,18 @@ def test_no_import_cycles_in_the_library():
     g = graph()
     assert {'archs', 'simclr', 'evaluate', 'study'} <= set(g)
     assert find_cycle(g) is None, f"import cycle: {' -> '.join(find_cycle(g))}"
+
+
+# The layers, lowest first: a module imports only from layers below its own. Data -> architectures -> training pieces
+# -> pretraining / search / supervised -> features and probes -> presets -> studies -> analysis -> figures -> the job.
+LAYERS = [('files', 'datasets'), ('suite',), ('data', 'augment', 'distributed'), ('archs',), ('proxyless',),
+          ('training', 'results'), ('simclr',), ('proxyless_search', 'supervised'), ('evaluate',), ('preset',),
+          ('study',), ('analysis',), ('figures',), ('reproduce',), ('cli',)]
+
+
+def test_imports_go_down_the_layers():
+    rank = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    g = graph()
+    assert set(g) == set(rank), f"modules without a layer: {set(g) ^ set(rank)}"
+    upward = [(m, n) for m, deps in g.items() for n in deps if rank[n] >= rank[m] and n != m]
+    assert not upward, f"imports that do not go down a layer: {upward}"

@@ -31,3 +31,24 @@ def test_papermill_lists_every_parameter(path):
     assert r.returncode == 0, r.stderr
     missing = [n for n in names if f'  {n}: ' not in r.stdout]
     assert not missing, f"{path.name}: papermill does not list {missing}"
+
+
+def _parameters(name: str) -> list[str]:
+    nb = json.loads((EXPERIMENTS[0].parent / f'{name}.ipynb').read_text())
+    cell = next(c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
+    return [l.split(':')[0].strip() for l in ''.join(cell['source']).splitlines() if l.strip() and not l.startswith('#')]
+
+
+@pytest.mark.parametrize('name, config, skipped, extra', [
+    ('pretrain', 'ssl_arch.simclr.PretrainConfig', {'world_size', 'preset'}, {'config', 'preset', 'out', 'device'}),
+    ('search', 'ssl_arch.proxyless_search.SearchConfig', set(), {'data', 'config', 'method', 'n_candidates', 'preset', 'out', 'device'}),
+    ('supervised', 'ssl_arch.supervised.SupervisedConfig', {'preset'}, {'config', 'preset', 'out', 'device'}),
+])
+def test_step_notebook_parameters_are_its_config_fields(name, config, skipped, extra):
+    "A field added to a step's config must appear as a parameter of its experiment notebook (and nothing else may)."
+    import importlib
+    from dataclasses import fields
+    module, cls = config.rsplit('.', 1)
+    expected = {f.name for f in fields(getattr(importlib.import_module(module), cls))} - skipped | extra
+    params = _parameters(name)
+    assert len(params) == len(set(params)) and set(params) == expected, set(params) ^ expected

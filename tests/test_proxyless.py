@@ -14,7 +14,8 @@ import torch
 from ssl_arch.archs import build_backbone, param_counts, spec_from_id, spec_from_json
 from ssl_arch.proxyless import OPS, ProxylessSpec, cell_layout
 from ssl_arch.proxyless_search import (SAMPLINGS, ProxylessSupernet, arch_optimizer, arch_step, random_search,
-                                       sample_paths, search, search_config, search_run, weight_step)
+                                       sample_paths, search, search_run, weight_step)
+from ssl_arch.preset import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = 'tiny-species-mini'
@@ -50,7 +51,7 @@ def worker(result_dir: str):
     for _ in range(2):
         losses.append(weight_step(net.cells, loss_of, sgd, 'softmax', g)[0])
         losses.append(arch_step(net.cells, loss_of, adam, 'two', g)[0])
-    cfg = search_config('smoke', steps_per_epoch=2)
+    cfg = get_preset('smoke').search_config(steps_per_epoch=2)
     res = search(_images(40), _images(8, 1), cfg, Path(result_dir) / 'search', small_images=False)
     out = dict(rank=rank, picks=picks, losses=losses,
                weights=[p.detach().double().sum().item() for p in net.weight_parameters()],
@@ -94,7 +95,7 @@ def test_only_rank_0_writes_and_the_files_are_complete(ranks):
 
 
 def test_search_run_on_a_corpus_writes_a_spec_that_builds(tmp_path):
-    res = search_run(CORPUS, tmp_path, preset='smoke', log=None)
+    res = search_run(get_preset('smoke').search, CORPUS, tmp_path, log=None)
     saved = json.loads((tmp_path / 'arch.json').read_text())
     spec = spec_from_json(saved)
     assert spec == res.spec == spec_from_id(saved['id']) and saved['id'].startswith('proxyless-w0.25-')
@@ -106,7 +107,7 @@ def test_search_run_on_a_corpus_writes_a_spec_that_builds(tmp_path):
 
 
 def test_same_seed_same_search_and_another_seed_differs():
-    cfg = search_config('smoke', steps_per_epoch=1)
+    cfg = get_preset('smoke').search_config(steps_per_epoch=1)
     runs = [search(_images(16), _images(8, 1), replace(cfg, seed=s), small_images=False)
             for s in (0, 0, 1)]
     assert runs[0].history[-1]['alpha'] == runs[1].history[-1]['alpha']
@@ -114,7 +115,7 @@ def test_same_seed_same_search_and_another_seed_differs():
 
 
 def test_random_search_keeps_the_lowest_held_out_loss(tmp_path):
-    rs = random_search(_images(32), _images(8, 1), search_config('smoke'), 2, tmp_path, small_images=False)
+    rs = random_search(_images(32), _images(8, 1), get_preset('smoke').search, 2, tmp_path, small_images=False)
     assert rs.budget == 2 * 3 + 2 and [r['steps'] for r in rs.candidates] == [4, 4]  # the search's compute, shared
     assert len({r['id'] for r in rs.candidates}) == 2
     best = min(rs.candidates, key=lambda r: r['held_out_loss'])['id']
@@ -134,13 +135,12 @@ def test_derived_params_are_the_chosen_ops_in_the_supernet(seed):
 
 
 @pytest.mark.parametrize('kw, message', [
-    (dict(preset='huge'), "preset='huge' is not allowed"),
     (dict(mode='darts'), "mode='darts' is not allowed: one of ('two', 'full_v2')"),
     (dict(width=-1.0), "width=-1.0 is not allowed"),
     (dict(batch_size=100000), "batch_size=100000 is not allowed: at most the"),
 ])
 def test_bad_input_is_refused(tmp_path, kw, message):
-    with pytest.raises(ValueError) as e: search_run(CORPUS, tmp_path, **{'preset': 'smoke', **kw}, log=None)
+    with pytest.raises(ValueError) as e: search_run(get_preset('smoke').search_config(**kw), CORPUS, tmp_path, log=None)
     assert message in str(e.value)
     assert not (tmp_path / 'arch.json').exists()
 

@@ -9,13 +9,25 @@ import pytest
 
 @pytest.fixture(scope='module')
 def reproduced(tmp_path_factory):
+    "The smoke preset through a user's preset file that changes one field (one pretraining epoch instead of two)."
     root = tmp_path_factory.mktemp('reproduce')
+    (root / 'smoke-short.toml').write_text('base = "smoke"\n[pretrain]\nepochs = 1\n')
     t0 = time.time()
     r = subprocess.run([sys.executable, '-c', 'import sys; from ssl_arch.cli import main; sys.exit(main())', 'reproduce',
-                        '--preset', 'smoke', '--out', str(root / 'runs'), '--figures', str(root / 'figures')],
+                        '--preset', str(root / 'smoke-short.toml'), '--out', str(root / 'runs'), '--figures', str(root / 'figures')],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return root / 'runs' / 'smoke', root / 'figures', time.time() - t0, r.stdout
+    return root / 'runs' / 'smoke-short', root / 'figures', time.time() - t0, r.stdout
+
+
+def test_the_preset_file_changed_one_field_and_kept_the_rest(reproduced):
+    runs, _, _, _ = reproduced
+    preset = json.loads((runs / 'preset.json').read_text())
+    assert preset['name'] == 'smoke-short' and preset['pretrain']['epochs'] == 1
+    smoke = __import__('ssl_arch.preset', fromlist=['get_preset']).get_preset('smoke')
+    assert preset['pretrain']['batch_size'] == smoke.pretrain.batch_size and preset['resnet']['n'] == smoke.resnet.n
+    a = pd.read_csv(runs / 'study_a' / 'results.csv')
+    assert set(a[a.init == 'simclr'].epochs) == {1} and set(a.preset) == {'smoke-short'}
 
 
 def test_stages_and_time_are_reported(reproduced):
@@ -74,7 +86,7 @@ def test_rerun_resumes_without_redoing_work(reproduced):
     runs, figures, _, _ = reproduced
     stamps = {p: p.stat().st_mtime for p in runs.glob('study_*/units/*/DONE.json')}
     r = subprocess.run([sys.executable, '-c', 'import sys; from ssl_arch.cli import main; sys.exit(main())', 'reproduce',
-                        '--preset', 'smoke', '--out', str(runs.parent), '--figures', str(figures)],
+                        '--preset', str(runs.parent.parent / 'smoke-short.toml'), '--out', str(runs.parent), '--figures', str(figures)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert {p: p.stat().st_mtime for p in runs.glob('study_*/units/*/DONE.json')} == stamps

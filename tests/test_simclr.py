@@ -10,8 +10,11 @@ import torch
 
 from ssl_arch.archs import SpecError, get_spec
 from ssl_arch.training import NonFiniteLossError, TrainingError, load_checkpoint
-from ssl_arch.simclr import (CHECKPOINT, CONFIG_FILE, METRICS_FILE, PretrainError, load_backbone,
-                             pretrain, pretrain_config, pretrain_run, resolve_config)
+from ssl_arch.simclr import (CHECKPOINT, CONFIG_FILE, METRICS_FILE, PretrainError, PretrainConfig, load_backbone,
+                             pretrain, resolve_config)
+from ssl_arch.evaluate import knn_monitor
+from ssl_arch.preset import get_preset, read_config
+from ssl_arch.cli import main as cli
 from ssl_arch.files import save_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,10 +22,10 @@ ARCH, OTHER_ARCH, DATA = 'resnet-basic-2222-w8-g1', 'resnet-basic-2222-w4-g1', '
 TIMING = ('seconds', 'images_per_s')  # wall-clock fields of the history: the only ones allowed to differ
 
 
-def _quick(out, arch=ARCH, **kw):
-    "A run of a few seconds: 4 steps per epoch, no kNN monitor unless asked."
-    kw = {'epochs': 1, 'max_images': 128, 'knn_every': 0, 'progress': False, **kw}
-    return pretrain_run(arch, DATA, out, preset='smoke', **kw)
+def _quick(out, arch=ARCH, device=None, **kw):
+    "A run of a few seconds at the smoke preset: 4 steps per epoch, no kNN monitor unless asked."
+    config = get_preset('smoke').pretrain_config(arch, DATA, **{'epochs': 1, 'max_images': 128, 'knn_every': 0, **kw})
+    return pretrain(config, out, device=device, monitor=knn_monitor(DATA) if config.knn_every else None, progress=False)
 
 
 def _tensors_equal(a, b) -> bool:
@@ -39,7 +42,7 @@ def _strip_timing(history): return [{k: v for k, v in h.items() if k not in TIMI
 # ---------------------------------------------------------------- kill -9 and resume
 
 def _cmd(out):
-    return [sys.executable, '-m', 'ssl_arch.simclr', '--arch', ARCH, '--data', DATA, '--out', str(out),
+    return [sys.executable, '-m', 'ssl_arch.cli', 'pretrain', '--arch', ARCH, '--data', DATA, '--out', str(out),
             '--preset', 'smoke', '--epochs', '3', '--no-progress']
 
 
@@ -91,7 +94,7 @@ def test_refuses_a_checkpoint_of_another_architecture_or_config(tmp_path):
     src, dst = tmp_path / 'a', tmp_path / 'b'
     _quick(src)
     dst.mkdir()
-    other = resolve_config(pretrain_config(OTHER_ARCH, DATA, 'smoke', epochs=1, max_images=128, knn_every=0),
+    other = resolve_config(get_preset('smoke').pretrain_config(OTHER_ARCH, DATA, epochs=1, max_images=128, knn_every=0),
                            get_spec(OTHER_ARCH), torch.device('cpu'), 1)
     save_json(other.to_dict(), dst / CONFIG_FILE)
     shutil.copy(src / CHECKPOINT, dst / CHECKPOINT)
@@ -120,9 +123,9 @@ def test_refuses_a_checkpoint_of_another_architecture_or_config(tmp_path):
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, kw, exc, message):
     out = tmp_path / 'run'
-    arch, data = kw.pop('arch', ARCH), kw.pop('data', DATA)
+    arch, data, device = kw.pop('arch', ARCH), kw.pop('data', DATA), kw.pop('device', None)
     with pytest.raises(exc, match=message.replace('(', r'\(').replace(')', r'\)')):
-        pretrain_run(arch, data, out, preset='smoke', max_images=128, progress=False, **kw)
+        pretrain(get_preset('smoke').pretrain_config(arch, data, max_images=128, **kw), out, device=device, progress=False)
     assert not out.exists()
 
 
@@ -137,7 +140,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         calls.append(1)
         return output * float('nan') if len(calls) >= 3 else output
     backbone.register_forward_hook(poison)
-    config = pretrain_config(ARCH, DATA, 'smoke', epochs=3, max_images=64, knn_every=0)
+    config = get_preset('smoke').pretrain_config(ARCH, DATA, epochs=3, max_images=64, knn_every=0)
     with pytest.raises(NonFiniteLossError, match=r"loss=nan at step 3 \(epoch 2, step 1 of 2\); the last good "
                                                  r"checkpoint stays: .*checkpoint.pt \(epoch 1\)"):
         pretrain(config, tmp_path, backbone=backbone, progress=False)
@@ -191,3 +194,18 @@ def test_experiment_notebook_with_papermill(tmp_path):
     metrics = json.loads((out / METRICS_FILE).read_text())
     assert metrics['epochs_completed'] == 1 and metrics['config']['arch'] == ARCH
     assert load_checkpoint(out / CHECKPOINT)['epoch'] == 1
+
+
+# ---------------------------------------------------------------- a run's config.json is an input
+
+def test_config_json_fed_back_reproduces_the_run(tmp_path, capsys):
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    assert cli(['pretrain', '--arch', ARCH, '--data', DATA, '--preset', 'smoke', '--set', 'pretrain.max_images=64',
+                '--epochs', '2', '--knn-every', '0', '--no-progress', '--out', str(a)]) == 0
+    assert cli(['pretrain', '--config', str(a / CONFIG_FILE), '--out', str(b), '--no-progress']) == 0
+    ma, mb = (json.loads((d / METRICS_FILE).read_text()) for d in (a, b))
+    assert ma['config'] == mb['config'] and ma['config']['max_images'] == 64 and ma['config']['epochs'] == 2
+    assert _strip_timing(ma['history']) == _strip_timing(mb['history'])
+    assert read_config(PretrainConfig, a / CONFIG_FILE) == read_config(PretrainConfig, b / CONFIG_FILE)
+    assert cli(['pretrain', '--config', str(a / CONFIG_FILE), '--epochs', '3', '--out', str(tmp_path / 'c'), '--no-progress']) == 0
+    assert json.loads((tmp_path / 'c' / METRICS_FILE).read_text())['epochs_completed'] == 3  # an option given wins

@@ -5,9 +5,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ssl_arch.study import (RESULTS_FORMAT, StudyError, read_results, run_study_a, study_a_units, is_done,
-                            parse_shard)
+from ssl_arch.preset import get_preset
+from ssl_arch.results import read_results
+from ssl_arch.study import StudyError, run_study_a, study_a_units, is_done, parse_shard
 
+SMOKE = get_preset('smoke')
 PLAN = dict(n_resnet=1, n_mobilenet=1, sets=['tiny-objects', 'tiny-digits'])
 TIMING = ['features_s', 'probe_s', 'unit']  # wall-clock fields and bookkeeping differ between runs by nature
 
@@ -19,7 +21,7 @@ def comparable(table: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture(scope='module')
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp('full')
-    return root, run_study_a(root, 'smoke', progress=False, **PLAN)
+    return root, run_study_a(root, SMOKE, progress=False, **PLAN)
 
 
 def test_uninterrupted_sweep_writes_one_tidy_table(uninterrupted):
@@ -36,25 +38,26 @@ def test_uninterrupted_sweep_writes_one_tidy_table(uninterrupted):
 
 def test_kill_9_mid_sweep_then_resume_gives_the_same_results(uninterrupted, tmp_path):
     script = textwrap.dedent(f"""
+        from ssl_arch.preset import get_preset
         from ssl_arch.study import run_study_a
-        run_study_a({str(tmp_path)!r}, 'smoke', progress=False, **{PLAN!r})
+        run_study_a({str(tmp_path)!r}, get_preset('smoke'), progress=False, **{PLAN!r})
     """)
     proc = subprocess.Popen([sys.executable, '-c', script], start_new_session=True)
-    units = study_a_units('smoke', **PLAN)
+    units = study_a_units(SMOKE, **PLAN)
     deadline = time.time() + 300
     while not is_done(tmp_path, units[0]) and time.time() < deadline and proc.poll() is None: time.sleep(0.2)
     time.sleep(1.0)  # the next unit is now in flight
     os.killpg(proc.pid, signal.SIGKILL); proc.wait()
     assert is_done(tmp_path, units[0]) and not all(is_done(tmp_path, u) for u in units)
     if (tmp_path / 'results.csv').exists(): read_results(tmp_path / 'results.csv')  # never half-written
-    resumed = run_study_a(tmp_path, 'smoke', progress=False, **PLAN)
+    resumed = run_study_a(tmp_path, SMOKE, progress=False, **PLAN)
     assert comparable(resumed).equals(comparable(uninterrupted[1]))
 
 
 def test_two_shards_one_through_submitit_equal_one_full_run(uninterrupted, tmp_path):
-    first = run_study_a(tmp_path, 'smoke', shard='1/2', progress=False, **PLAN)
+    first = run_study_a(tmp_path, SMOKE, shard='1/2', progress=False, **PLAN)
     assert 0 < len(first) < len(uninterrupted[1])
-    both = run_study_a(tmp_path, 'smoke', shard='2/2', executor='slurm', slurm={'cluster': 'local', 'timeout_min': 10},
+    both = run_study_a(tmp_path, SMOKE, shard='2/2', executor='slurm', slurm={'cluster': 'local', 'timeout_min': 10},
                        progress=False, **PLAN)
     assert (tmp_path / 'submitit').is_dir()
     assert comparable(both).equals(comparable(uninterrupted[1]))
@@ -63,30 +66,22 @@ def test_two_shards_one_through_submitit_equal_one_full_run(uninterrupted, tmp_p
 def test_rerun_of_a_finished_study_does_no_work(uninterrupted):
     root, table = uninterrupted
     stamps = {p: p.stat().st_mtime for p in root.glob('units/*/DONE.json')}
-    again = run_study_a(root, 'smoke', progress=False, **PLAN)
+    again = run_study_a(root, SMOKE, progress=False, **PLAN)
     assert {p: p.stat().st_mtime for p in root.glob('units/*/DONE.json')} == stamps
     assert comparable(again).equals(comparable(table))
 
 
 @pytest.mark.parametrize('call, message', [
     (lambda: parse_shard('3/2'), "shard='3/2' is not allowed"),
-    (lambda: study_a_units('huge'), "preset='huge' is not allowed"),
-    (lambda: study_a_units('smoke', corpus='tiny-digits'), "corpus='tiny-digits' is not allowed"),
-    (lambda: run_study_a('/tmp/never', 'smoke', executor='kubernetes', **PLAN), "executor='kubernetes' is not allowed"),
+    (lambda: study_a_units(SMOKE, corpus='tiny-digits'), "corpus='tiny-digits' is not allowed"),
+    (lambda: run_study_a('/tmp/never', SMOKE, executor='kubernetes', **PLAN), "executor='kubernetes' is not allowed"),
     (lambda: __import__('ssl_arch.cli', fromlist=['study']).study(study='c'), "study='c' is not allowed: 'a' or 'b'"),
-    (lambda: __import__('ssl_arch.study', fromlist=['search_unit']).search_unit('tiny-objects', 'tiny', 0, 'grid'),
+    (lambda: __import__('ssl_arch.study', fromlist=['search_unit']).search_unit('tiny-objects', SMOKE, 0, 'grid'),
      "method='grid' is not allowed"),
 ])
 def test_refusals(call, message):
     with pytest.raises(StudyError, match=None) as e: call()
     assert message in str(e.value)
-
-
-def test_results_of_an_incompatible_version_are_refused(tmp_path):
-    pd.DataFrame([{'results_format': 'ssl_arch.results/0', 'top1': 1.0}]).to_csv(tmp_path / 'r.csv', index=False)
-    with pytest.raises(StudyError, match="results_format='ssl_arch.results/0' is not allowed"): read_results(tmp_path / 'r.csv')
-    pd.DataFrame([{'top1': 1.0}]).to_csv(tmp_path / 'old.csv', index=False)
-    with pytest.raises(StudyError, match="incompatible version"): read_results(tmp_path / 'old.csv')
 
 
 def _fake_sweep(monkeypatch, fail: str | None = None):
