@@ -7,6 +7,8 @@ from __future__ import annotations
 import json, math
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
+try: import tomllib  # Python 3.11+
+except ModuleNotFoundError: import tomli as tomllib  # the same parser, for Python 3.10
 
 from fastcore.basics import patch
 
@@ -217,7 +219,6 @@ def _read_file(path: Path) -> dict:
     _check(path.suffix in ('.toml', '.json'), 'preset', str(path), 'a .toml or .json file')
     try:
         if path.suffix == '.json': return json.loads(path.read_text())
-        import tomllib
         return tomllib.loads(path.read_text())
     except ValueError as e: raise PresetError(f"preset={str(path)!r} is not allowed: it cannot be read ({e})") from None
 
