@@ -393,7 +393,7 @@ def stand_in(paper_name: str, names) -> str | None:
     return None
 
 # %% ../nbs/06_analysis.ipynb #0549449f
-PAPER_NUMBERS = [  # (what, paper value, kind, details) -- SPEC.md section 8
+PAPER_NUMBERS = [  # (what, paper value, kind, details): the paper's sections 3 and 4, table 2, appendix F
     ('Spearman rho, ImageNet vs CIFAR-100, ResNets', 0.80, 'corr', ('resnet', 'ImageNet-1K', 'CIFAR-100')),
     ('Spearman rho, ImageNet vs CIFAR-100, MobileNets', 0.23, 'corr', ('mobilenet', 'ImageNet-1K', 'CIFAR-100')),
     ('Spearman rho, ImageNet vs MIT-67, MobileNets', 0.52, 'corr', ('mobilenet', 'ImageNet-1K', 'MIT-67')),
@@ -441,7 +441,7 @@ def _ours_b(b, kind, d):
 
 # %% ../nbs/06_analysis.ipynb #b927b9cf
 def paper_comparison(study_a: pd.DataFrame | None, study_b: pd.DataFrame | None) -> pd.DataFrame:
-    "The paper's stated numbers (SPEC.md section 8) beside ours: columns what, paper, ours, how (or why not)."
+    "The paper's stated numbers (sections 3-4, table 2, appendix F) beside ours: columns what, paper, ours, how (or why not)."
     rows = []
     for what, paper, kind, d in PAPER_NUMBERS:
         data = study_a if kind in ('corr', 'params') else study_b
