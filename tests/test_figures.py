@@ -134,16 +134,3 @@ def test_experiment_notebook_runs_under_papermill(tmp_path):
     assert 'study A not run yet' in readme and (tmp_path / 'out' / 'table5_datasets.csv').exists()
     executed = json.loads((tmp_path / 'executed.ipynb').read_text())
     assert any('files written to' in ''.join(o.get('text', '')) for c in executed['cells'] for o in c.get('outputs', []))
-
-
-def test_smoke_like_study_b_skips_only_what_it_cannot_fill(tmp_path):
-    from ssl_arch.analysis import synthetic_study_b
-    from ssl_arch.figures import Report, _study_b_tables
-    b = synthetic_study_b(corpora=('tiny-objects',))
-    b = b[(b.eval_data == b.pretrain_data) | (b.init == 'supervised')]      # no downstream evaluations (smoke)
-    rep = Report(tmp_path)
-    _study_b_tables(b, rep)
-    assert sorted(p.name for p in rep.files) == sorted(f'{t}.{x}' for t in ('table1_searched_vs_handcrafted', 'table2_transfer',
-                                                                          'table4_supervised', 'check_search_vs_random')
-                                                               for x in ('md', 'csv'))
-    assert rep.skipped == [('table 3', "downstream rows=0 are not enough: study B's SimCLR evaluations on downstream sets (table 3)")]

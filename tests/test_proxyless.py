@@ -1,5 +1,5 @@
 """ProxylessNAS with the SimCLR loss: data parallelism on 2 gloo processes, the entry point on a real corpus,
-reproducibility, bad input, and the papermill experiment notebook.
+reproducibility, random search, derived parameter counts, and the papermill experiment notebook.
 
 The data-parallel test launches this very file under `torchrun --nproc_per_node 2`; each rank runs `worker()` and
 writes what it sampled, stepped and searched to a JSON file that the test compares across ranks.
@@ -132,17 +132,6 @@ def test_derived_params_are_the_chosen_ops_in_the_supernet(seed):
     numel = lambda m: sum(p.numel() for p in m.parameters())
     chosen = sum(numel(c.candidates[OPS.index(op)]) for c, op in zip(net.cells, ops) if op != 'zero')
     assert param_counts(ProxylessSpec(width, ops))[0] == numel(net.stem) + chosen + numel(net.head)
-
-
-@pytest.mark.parametrize('kw, message', [
-    (dict(mode='darts'), "mode='darts' is not allowed: one of ('two', 'full_v2')"),
-    (dict(width=-1.0), "width=-1.0 is not allowed"),
-    (dict(batch_size=100000), "batch_size=100000 is not allowed: at most the"),
-])
-def test_bad_input_is_refused(tmp_path, kw, message):
-    with pytest.raises(ValueError) as e: search_run(get_preset('smoke').search_config(**kw), CORPUS, tmp_path, log=None)
-    assert message in str(e.value)
-    assert not (tmp_path / 'arch.json').exists()
 
 
 def test_experiment_notebook_with_papermill(tmp_path):

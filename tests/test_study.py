@@ -1,4 +1,4 @@
-"The study runner as a user drives it: an uninterrupted sweep, a sweep killed with SIGKILL and resumed, shards, SLURM (submitit's local executor), refusals."
+"The study runner as a user drives it: an uninterrupted sweep, a sweep killed with SIGKILL and resumed, shards, SLURM (submitit's local executor)."
 import json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 
 from ssl_arch.preset import get_preset
 from ssl_arch.results import read_results
-from ssl_arch.study import StudyError, run_study_a, study_a_units, is_done, parse_shard
+from ssl_arch.study import run_study_a, study_a_units, is_done
 
 SMOKE = get_preset('smoke')
 PLAN = dict(n_resnet=1, n_mobilenet=1, sets=['tiny-objects', 'tiny-digits'])
@@ -69,56 +69,3 @@ def test_rerun_of_a_finished_study_does_no_work(uninterrupted):
     again = run_study_a(root, SMOKE, progress=False, **PLAN)
     assert {p: p.stat().st_mtime for p in root.glob('units/*/DONE.json')} == stamps
     assert comparable(again).equals(comparable(table))
-
-
-@pytest.mark.parametrize('call, message', [
-    (lambda: parse_shard('3/2'), "shard='3/2' is not allowed"),
-    (lambda: study_a_units(SMOKE, corpus='tiny-digits'), "corpus='tiny-digits' is not allowed"),
-    (lambda: run_study_a('/tmp/never', SMOKE, executor='kubernetes', **PLAN), "executor='kubernetes' is not allowed"),
-    (lambda: __import__('ssl_arch.cli', fromlist=['study']).study(study='c'), "study='c' is not allowed: 'a' or 'b'"),
-    (lambda: __import__('ssl_arch.study', fromlist=['search_unit']).search_unit('tiny-objects', SMOKE, 0, 'grid'),
-     "method='grid' is not allowed"),
-])
-def test_refusals(call, message):
-    with pytest.raises(StudyError, match=None) as e: call()
-    assert message in str(e.value)
-
-
-def _fake_sweep(monkeypatch, fail: str | None = None):
-    "`run_unit` replaced by one that logs starts and ends (and fails on the unit named `fail`)."
-    import threading
-    from ssl_arch import study
-    log, lock = [], threading.Lock()
-    def fake_run_unit(root, unit, gpus_per_run=1):
-        with lock: log.append(('start', unit.name))
-        time.sleep(0.05 if unit.name.endswith('pre') else 0.01)
-        if unit.name == fail: raise RuntimeError(f'{unit.name} failed')
-        with lock: log.append(('end', unit.name))
-        return 0.0
-    monkeypatch.setattr(study, 'run_unit', fake_run_unit)
-    return log
-
-
-def test_local_runner_schedules_units_after_what_they_need_and_adds_replanned_ones(monkeypatch, tmp_path):
-    from ssl_arch.study import Unit, _run_local
-    log = _fake_sweep(monkeypatch)
-    units = [Unit('a-pre', 'pretrain', {}, 'a'), Unit('a-eval', 'linear_eval', {}, 'a', after='a-pre'),
-             Unit('b-pre', 'pretrain', {}, 'b'), Unit('b-eval', 'linear_eval', {}, 'b', after='b-pre')]
-    extra = Unit('c-pre', 'pretrain', {}, 'c')  # what a search found: planned once 'a-pre' is done
-    replan = lambda: units + ([extra] if ('end', 'a-pre') in log else [])
-    planned = _run_local(tmp_path, list(units), list(units), 'smoke', 1, jobs=2, progress=False, replan=replan)
-    ends = [n for e, n in log if e == 'end']
-    assert sorted(ends) == ['a-eval', 'a-pre', 'b-eval', 'b-pre', 'c-pre'] and planned[-1] == extra
-    for name in ('a', 'b'):  # an evaluation starts only after its pretraining ended
-        assert log.index(('end', f'{name}-pre')) < log.index(('start', f'{name}-eval'))
-    assert log.index(('start', 'b-pre')) < log.index(('end', 'a-pre'))  # two at a time: both pretrainings together
-
-
-def test_local_runner_stops_new_starts_after_a_failure_and_raises_it(monkeypatch, tmp_path):
-    from ssl_arch.study import Unit, _run_local
-    log = _fake_sweep(monkeypatch, fail='a-pre')
-    units = [Unit('a-pre', 'pretrain', {}, 'a'), Unit('a-eval', 'linear_eval', {}, 'a', after='a-pre'),
-             Unit('b-pre', 'pretrain', {}, 'b'), Unit('b-eval', 'linear_eval', {}, 'b', after='b-pre')]
-    with pytest.raises(RuntimeError, match='a-pre failed'):
-        _run_local(tmp_path, list(units), list(units), 'smoke', 1, jobs=1, progress=False)
-    assert log == [('start', 'a-pre')]  # one at a time: nothing started after the failure

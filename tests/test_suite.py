@@ -1,13 +1,11 @@
-"""The embedded suite: built offline in seconds, deterministic, cached and rebuilt when stale or damaged; and its
-content as the one entry point serves it (shapes, balanced labels, disjoint splits, the mini corpus a subset)."""
+"""The embedded suite: built offline in seconds, deterministic, cached and rebuilt when stale or damaged. (Its content
+as the one entry point serves it, shapes, balanced labels, disjoint splits, is tested in nbs/01_data.ipynb.)"""
 import json, socket, warnings
 
-import numpy as np
 import pytest
-import torch
 
 from ssl_arch import suite
-from ssl_arch.data import get_dataset, load_tensors, sample_grid
+from ssl_arch.data import load_tensors
 from ssl_arch.datasets import data_dir, dataset_info, dataset_names
 
 
@@ -75,37 +73,3 @@ def test_stale_or_damaged_suite_is_rebuilt(tmp_path, no_network):
     with pytest.warns(UserWarning, match='no manifest.json'):
         suite.ensure_suite(tmp_path)
     assert not list(tmp_path.glob('.*.tmp'))                            # atomic writes leave no temporaries
-
-
-def test_splits_shapes_and_labels(built_suite):
-    for name in dataset_names():
-        info = dataset_info(name)
-        for split, n in info.split_sizes.items():
-            x, y = load_tensors(name, split)
-            assert x.shape == (n, 3, 32, 32) and x.dtype == torch.uint8
-            assert 0 < x.float().std() and x.max() > 100, (name, split)     # real content, not blank
-            if split == 'unlabelled':
-                assert y is None
-                continue
-            assert y.dtype == torch.int64 and y.shape == (n,)
-            counts = torch.bincount(y, minlength=info.num_classes)
-            assert len(counts) == info.num_classes and counts.min() >= n // info.num_classes, (name, split, counts)
-
-
-def test_train_and_test_differ_and_mini_is_a_subset(built_suite):
-    a, _ = load_tensors('tiny-objects', 'train')
-    b, _ = load_tensors('tiny-objects', 'test')
-    assert not set(map(bytes, a.flatten(1).numpy())) & set(map(bytes, b.flatten(1).numpy()))
-    full, _ = load_tensors('tiny-species', 'unlabelled')
-    mini, _ = load_tensors('tiny-species-mini', 'unlabelled')
-    assert len(mini) == 1000 and set(map(bytes, mini.flatten(1).numpy())) <= set(map(bytes, full.flatten(1).numpy()))
-    for s in ('train', 'test'):
-        assert torch.equal(load_tensors('tiny-species-mini', s)[0], load_tensors('tiny-species', s)[0])
-
-
-def test_embedded_sets_through_the_entry_point(built_suite):
-    ds = get_dataset('tiny-digits', 'train', transform=lambda x: x.float() / 255)
-    x, y = ds[3]
-    assert x.dtype == torch.float32 and x.shape == (3, 32, 32) and 0 <= y < 10
-    g = sample_grid(['tiny-digits', 'tiny-shapes'], n_per_set=10)
-    assert g.shape == (2 * 34 + 2, 10 * 34 + 2, 3) and g.dtype == np.uint8
