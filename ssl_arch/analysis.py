@@ -13,6 +13,7 @@ from scipy import stats
 import statsmodels.api as sm
 from statsmodels.nonparametric.smoothers_lowess import lowess
 
+from .archs import spec_from_json
 from .datasets import dataset_info, DataError
 from .results import RESULTS_FORMAT, ResultsError, results_record
 
@@ -357,8 +358,6 @@ def table4_supervised(results_b: pd.DataFrame) -> pd.DataFrame:
 # %% ../nbs/06_analysis.ipynb #16a8f64e
 def read_searched(search_dir: str | Path) -> dict:
     "Corpus -> searched `ProxylessSpec`, from every `<search_dir>/<corpus>/arch.json` (empty if none)."
-    from ssl_arch.archs import spec_from_json
-    import ssl_arch.proxyless  # registers the family
     return {p.parent.name: spec_from_json(p.read_text()) for p in sorted(Path(search_dir).glob('*/arch.json'))}
 
 def cells_table(spec) -> pd.DataFrame:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03c_preset.ipynb #4c985eed
 from __future__ import annotations
-import json, math
+import json
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 try: import tomllib  # Python 3.11+

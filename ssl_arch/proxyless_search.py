@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_proxyless_search.ipynb #3fa26178
 from __future__ import annotations
-import csv, io, json, math, time
+import csv, io, json, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence

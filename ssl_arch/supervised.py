@@ -5,7 +5,7 @@
 # %% ../nbs/02b_supervised.ipynb #44a67673
 from __future__ import annotations
 import hashlib, json, math, time
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 import torch
