@@ -36,10 +36,11 @@ def default_blur(image_size: int) -> bool:
     return image_size > 32
 
 # %% ../nbs/01a_augment.ipynb #0b9a52f3
-def crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries: int = 10):
+def crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), tries: int = 10,
+               generator: torch.Generator | None = None): # None: the global RNG
     "Per-sample random resized crop boxes (cx, cy, w, h) as fractions of the image, torchvision's sampling rule."
-    area = torch.empty(n, tries).uniform_(*scale) * height * width
-    r = torch.exp(torch.empty(n, tries).uniform_(math.log(ratio[0]), math.log(ratio[1])))
+    area = torch.empty(n, tries).uniform_(*scale, generator=generator) * height * width
+    r = torch.exp(torch.empty(n, tries).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator))
     w, h = (area * r).sqrt().round(), (area / r).sqrt().round()
     ok = (w > 0) & (h > 0) & (w <= width) & (h <= height)
     first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
@@ -51,8 +52,8 @@ def crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4,
               else (width, height))
     w = torch.where(first >= 0, w, torch.tensor(float(fw)))
     h = torch.where(first >= 0, h, torch.tensor(float(fh)))
-    x0 = torch.floor(torch.rand(n) * (width - w + 1)).clamp(max=width - w)
-    y0 = torch.floor(torch.rand(n) * (height - h + 1)).clamp(max=height - h)
+    x0 = torch.floor(torch.rand(n, generator=generator) * (width - w + 1)).clamp(max=width - w)
+    y0 = torch.floor(torch.rand(n, generator=generator) * (height - h + 1)).clamp(max=height - h)
     return torch.stack([(x0 + w / 2) / width, (y0 + h / 2) / height, w / width, h / height], 1)
 
 # %% ../nbs/01a_augment.ipynb #f192dd0c
@@ -126,10 +127,11 @@ class SimCLRAugmentation(nn.Module):
                  blur_p: float = 0.5,                     # probability of blur (when blur is on)
                  blur_sigma=(0.1, 2.0),                   # blur sigma range (pixels)
                  mean=IMAGENET_MEAN, std=IMAGENET_STD,    # normalisation
-                 backend: str = 'fused'):                 # 'fused' (batched torch ops) or 'kornia'
+                 backend: str = 'fused',                  # 'fused' (batched torch ops) or 'kornia'
+                 crop: bool = True):                      # random resized crop here (False: the loader cropped each view)
         super().__init__()
         if backend not in ('fused', 'kornia'): raise ValueError(f"backend={backend!r} is not allowed: 'fused' or 'kornia'")
-        self.image_size, self.backend = image_size, backend
+        self.image_size, self.backend, self.crop = image_size, backend, crop
         self.strength = default_strength(image_size) if strength is None else strength
         self.blur = default_blur(image_size) if blur is None else blur
         self.crop_scale, self.crop_ratio, self.flip_p = tuple(crop_scale), tuple(crop_ratio), flip_p
@@ -140,13 +142,13 @@ class SimCLRAugmentation(nn.Module):
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._kornia = self._kornia_pipeline() if backend == 'kornia' else None
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "Two independently augmented views of `images`."
+    def forward(self, images: torch.Tensor, second: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "Two independently augmented views of `images`; of `images` and `second` when the loader made two crops."
         x = to_float(images)
-        return self.view(x), self.view(x)
+        return self.view(x), self.view(x if second is None else to_float(second))
 
     def extra_repr(self) -> str:
-        return (f'image_size={self.image_size}, strength={self.strength}, blur={self.blur}, backend={self.backend!r}, '
+        return (f'image_size={self.image_size}, crop={self.crop}, strength={self.strength}, blur={self.blur}, backend={self.backend!r}, '
                 f'crop_scale={self.crop_scale}, jitter={self.jitter_range}')
 
 # %% ../nbs/01a_augment.ipynb #02f2c6ba
@@ -156,9 +158,15 @@ def _unit_range(lo_hi_delta: float):
 
 def _fused_view(self: SimCLRAugmentation, x: torch.Tensor) -> torch.Tensor:
     B, _, H, W = x.shape
-    boxes = crop_boxes(B, H, W, self.crop_scale, self.crop_ratio)
-    flip = torch.rand(B) < self.flip_p
-    x = crop_resize_flip(x, boxes, flip, self.image_size)
+    if self.crop:
+        boxes = crop_boxes(B, H, W, self.crop_scale, self.crop_ratio)
+        flip = torch.rand(B) < self.flip_p
+        x = crop_resize_flip(x, boxes, flip, self.image_size)
+    else:   # the loader's workers made the crops (`ssl_arch.streaming.ResizedCrops`): flip only
+        if (H, W) != (self.image_size, self.image_size):
+            raise ValueError(f'images of {H}x{W} are not allowed with crop=False: {self.image_size}x{self.image_size} crops')
+        flip = (torch.rand(B) < self.flip_p).to(x.device).view(B, 1, 1, 1)
+        x = torch.where(flip, x.flip(-1), x)
     b, c, s, h = self.jitter_range
     on = torch.rand(B) < self.jitter_p
     u = lambda lo, hi: torch.where(on, torch.empty(B).uniform_(lo, hi), torch.tensor(1. if lo >= 0 else 0.))
@@ -175,8 +183,8 @@ def _fused_view(self: SimCLRAugmentation, x: torch.Tensor) -> torch.Tensor:
 def _kornia_pipeline(self: SimCLRAugmentation) -> nn.Module:
     import kornia.augmentation as K
     S = self.image_size
-    steps = [K.RandomResizedCrop((S, S), scale=self.crop_scale, ratio=self.crop_ratio),
-             K.RandomHorizontalFlip(p=self.flip_p),
+    steps = [K.RandomResizedCrop((S, S), scale=self.crop_scale, ratio=self.crop_ratio)] if self.crop else []
+    steps += [K.RandomHorizontalFlip(p=self.flip_p),
              K.ColorJitter(*self.jitter_range, p=self.jitter_p),
              K.RandomGrayscale(p=self.grey_p)]
     if self.blur: steps.append(K.RandomGaussianBlur(self.kernel_size, self.blur_sigma, p=self.blur_p))

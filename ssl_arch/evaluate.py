@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Subset
 
 import ssl_arch
 from .archs import build_backbone, arch_record
@@ -22,15 +24,18 @@ from . import data as ssl_data
 from . import datasets
 from .files import atomic_write
 from .results import results_record
+from . import sources
+from .sources import check_data, data_fingerprint, data_kind, open_data
+from .streaming import eval_loader
 from .simclr import load_backbone
 from .training import speed_choices, weights_hash
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'L2_GRID', 'PROBES', 'SMALL_PROBE', 'INITS', 'EvaluationError', 'fused_for_inference', 'extract_features',
-           'transform_fingerprint', 'default_cache_dir', 'FeatureCache', 'cached_features', 'check_protocol',
-           'stratified_split', 'LinearClassifier', 'standardiser', 'fit_logistic_regression', 'lbfgs_probe',
-           'sgd_probe', 'knn_probe', 'knn_monitor', 'linear_probe', 'check_data_names', 'evaluate_backbone',
-           'random_init_backbone', 'evaluate_checkpoint', 'probe_run']
+           'stream_features', 'transform_fingerprint', 'default_cache_dir', 'FeatureCache', 'entry_name',
+           'cached_features', 'check_protocol', 'stratified_split', 'LinearClassifier', 'standardiser',
+           'fit_logistic_regression', 'lbfgs_probe', 'sgd_probe', 'knn_probe', 'knn_monitor', 'linear_probe',
+           'check_data_names', 'evaluate_backbone', 'random_init_backbone', 'evaluate_checkpoint', 'probe_run']
 
 # %% ../nbs/03_evaluate.ipynb #85275a81
 class EvaluationError(ValueError):
@@ -40,7 +45,7 @@ def _check(ok: bool, field: str, value, allowed: str):
     "Raise `EvaluationError` naming `field`, its bad `value` and what is `allowed` unless `ok`."
     if not ok: raise EvaluationError(f"{field}={value!r} is not allowed: {allowed}")
 
-# %% ../nbs/03_evaluate.ipynb #d214746b
+# %% ../nbs/03_evaluate.ipynb #ff21fb4b
 def _fold_batchnorms(module: nn.Module) -> nn.Module:
     "`module` with its BatchNorms folded, traced as a whole or, where torch.fx cannot trace it, child by child."
     from torch.fx.experimental.optimization import fuse
@@ -56,6 +61,23 @@ def fused_for_inference(backbone: nn.Module) -> nn.Module:
     net.batchnorms_folded = True
     return net
 
+
+# %% ../nbs/03_evaluate.ipynb #d214746b
+def _features_of(backbone: nn.Module, batches, image_size: int, device, bf16: bool):
+    "Features (float32, CPU) of each uint8 batch of `batches`, in eval mode under the evaluation transform."
+    device = torch.device(device) if device is not None else next(backbone.parameters()).device
+    was_training, channels_last = backbone.training, device.type == 'cpu'
+    backbone.eval().to(device)  # channels_last inputs alone select the fast kernels; the weights are left as they are
+    try:
+        net = fused_for_inference(backbone)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            for images in batches:
+                x = eval_transform(images.to(device, non_blocking=True), image_size)
+                if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+                yield net(x).flatten(1).float().cpu()
+    finally:
+        backbone.train(was_training)
+
 def extract_features(backbone: nn.Module, # a frozen feature extractor: (B,3,H,W) float -> (B, d)
                      images: torch.Tensor, # uint8 images (N, 3, H, W)
                      image_size: int, # side of the square images the backbone sees
@@ -63,25 +85,32 @@ def extract_features(backbone: nn.Module, # a frozen feature extractor: (B,3,H,W
                      device=None, # where to run; default: where the backbone's weights are
                      bf16: bool = False, # under bf16 autocast (`ssl_arch.training.speed_choices`: where it is faster)
                     ) -> torch.Tensor: # float32 features (N, d) on the CPU
-    "The backbone's features of `images` (eval mode, no gradients, the evaluation transform), batch by batch."
+    "The backbone's features of in-memory `images` (eval mode, no gradients, the evaluation transform), batch by batch."
     _check(isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4 and images.shape[1] == 3,
            'images', f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}",
            'a uint8 tensor of shape (N, 3, H, W)')
     _check(isinstance(batch_size, int) and batch_size > 0, 'batch_size', batch_size, 'a positive integer')
-    device = torch.device(device) if device is not None else next(backbone.parameters()).device
-    was_training, channels_last = backbone.training, device.type == 'cpu'
-    backbone.eval().to(device)  # channels_last inputs alone select the fast kernels; the weights are left as they are
-    out = []
-    try:
-        net = fused_for_inference(backbone)
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            for start in range(0, len(images), batch_size):
-                x = eval_transform(images[start:start + batch_size].to(device), image_size)
-                if channels_last: x = x.contiguous(memory_format=torch.channels_last)
-                out.append(net(x).flatten(1).float().cpu())
-    finally:
-        backbone.train(was_training)
+    out = list(_features_of(backbone, images.split(batch_size), image_size, device, bf16))
     return torch.cat(out) if out else torch.zeros(0, getattr(backbone, 'feature_dim', 0))
+
+# %% ../nbs/03_evaluate.ipynb #7e3581dd
+def stream_features(backbone: nn.Module, # a frozen feature extractor with `.feature_dim`
+                    images, # a Dataset of (uint8 (3,H,W) of any size, label) items
+                    image_size: int, # the side the backbone sees (`ssl_arch.streaming.eval_geometry`)
+                    into=None, # a .npy file to fill (memory-mapped), or None: features in memory
+                    batch_size: int = 256, device=None, bf16: bool = False,
+                    workers: int | None = None, # loader processes (None: `ssl_arch.streaming.default_workers()`)
+                   ) -> tuple[torch.Tensor, torch.Tensor]: # features (N, d) float32 and labels (N,) int64
+    "Features and labels of every item of `images`, streamed from its files; written into `into` as they come."
+    n, d = len(images), backbone.feature_dim
+    feats = (np.lib.format.open_memmap(into, mode='w+', dtype=np.float32, shape=(n, d)) if into is not None
+             else np.zeros((n, d), np.float32))
+    loader, labels, i = eval_loader(images, image_size, batch_size, workers), [], 0
+    device = torch.device(device) if device is not None else next(backbone.parameters()).device
+    for f in _features_of(backbone, (x for x, y in loader if labels.append(y) is None), image_size, device, bf16):
+        feats[i:i + len(f)] = f.numpy(); i += len(f)
+    if into is not None: feats.flush()
+    return torch.from_numpy(feats), torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)
 
 # %% ../nbs/03_evaluate.ipynb #cc8359bc
 def transform_fingerprint(image_size: int) -> str:
@@ -99,7 +128,7 @@ def default_cache_dir() -> Path:
 
 # %% ../nbs/03_evaluate.ipynb #8fee2137
 class FeatureCache:
-    "Features of one backbone (by `key`) on labelled splits, one atomically written file per (data set, split, size)."
+    "Features of one backbone (by `key`) on labelled splits: per (data set, split, size) a labels and a features .npy."
     def __init__(self, folder, # root folder of the cache
                  key: str, # identifies the weights, e.g. `weights_hash(backbone)`
                  feature_dim: int): # the backbone's feature dimension; entries of another dimension are refused
@@ -108,51 +137,78 @@ class FeatureCache:
         self.folder, self.key, self.feature_dim = Path(folder) / key, key, int(feature_dim)
 
     def path(self, data: str, split: str, image_size: int) -> Path:
-        return self.folder / f"{data}-{split}-{image_size}px-{transform_fingerprint(image_size)}.pt"
+        "The entry's features file (its labels sit beside it); `data` is a safe name (`entry_name`)."
+        return self.folder / f"{data}-{split}-{image_size}px-{transform_fingerprint(image_size)}.features.npy"
 
-    def load(self, data: str, split: str, image_size: int):
-        "The cached `(features, labels)`, or None when there is no entry."
-        p = self.path(data, split, image_size)
-        if not p.exists(): return None
-        try: entry = torch.load(p, map_location='cpu', weights_only=True)
-        except Exception as e:
-            raise EvaluationError(f"cache entry {p} cannot be read ({type(e).__name__}): it was not written by "
-                                  "FeatureCache.save; delete it and it will be recomputed") from e
-        d = entry['features'].shape[1]
-        if d != self.feature_dim:
-            raise EvaluationError(f"feature_dim={d!r} of the cached features {p} is not allowed: the backbone's "
-                                  f"feature_dim {self.feature_dim} (the cache key {self.key!r} names another network; "
-                                  f"delete that folder or pass another key)")
-        return entry['features'], entry['labels']
+    def labels_path(self, data: str, split: str, image_size: int) -> Path:
+        return self.path(data, split, image_size).with_name(self.path(data, split, image_size).name.replace('.features.', '.labels.'))
 
-    def save(self, data: str, split: str, image_size: int, features: torch.Tensor, labels: torch.Tensor):
-        _check(features.ndim == 2 and features.shape[1] == self.feature_dim, 'features.shape', tuple(features.shape),
-               f"(N, {self.feature_dim}), the backbone's feature dimension")
-        import io
-        buf = io.BytesIO()
-        torch.save(dict(features=features.contiguous(), labels=labels.contiguous(), data=data, split=split,
-                        image_size=image_size, key=self.key), buf)
-        atomic_write(self.path(data, split, image_size), buf.getvalue())
+# %% ../nbs/03_evaluate.ipynb #eb0c788c
+def _load(self: FeatureCache, data: str, split: str, image_size: int):
+    "The cached `(features, labels)`, features memory-mapped (read from disk as used); None when there is no entry."
+    p = self.path(data, split, image_size)
+    if not p.exists(): return None   # the features file is written last: it marks a complete entry
+    try: feats, labels = np.load(p, mmap_mode='c'), np.load(self.labels_path(data, split, image_size))
+    except Exception as e:
+        raise EvaluationError(f"cache entry {p} cannot be read ({type(e).__name__}): it was not written by "
+                              "FeatureCache; delete it and it will be recomputed") from e
+    if feats.ndim != 2 or feats.shape[1] != self.feature_dim:
+        raise EvaluationError(f"feature_dim={feats.shape[-1]!r} of the cached features {p} is not allowed: the backbone's "
+                              f"feature_dim {self.feature_dim} (the cache key {self.key!r} names another network; "
+                              f"delete that folder or pass another key)")
+    return torch.from_numpy(feats), torch.from_numpy(labels).long()
+
+FeatureCache.load = _load
+
+# %% ../nbs/03_evaluate.ipynb #ca6a5fe5
+def _save(self: FeatureCache, data: str, split: str, image_size: int, features, labels: torch.Tensor, streamed=None):
+    "Store an entry atomically: labels first, then the features (from memory, or the `streamed` .npy file renamed)."
+    _check(features.ndim == 2 and features.shape[1] == self.feature_dim, 'features.shape', tuple(features.shape),
+           f"(N, {self.feature_dim}), the backbone's feature dimension")
+    atomic_write(self.labels_path(data, split, image_size), lambda f: np.save(f, labels.numpy()))
+    if streamed is not None: os.replace(streamed, self.path(data, split, image_size))
+    else: atomic_write(self.path(data, split, image_size), lambda f: np.save(f, features.contiguous().numpy()))
+
+def _staging(self: FeatureCache, data: str, split: str, image_size: int) -> Path:
+    "A temporary file in the cache's folder for features streamed in (`stream_features(into=...)`), then `save`d."
+    self.folder.mkdir(parents=True, exist_ok=True)
+    return self.folder / f'.{data}-{split}-{image_size}px.{os.getpid()}.tmp.npy'
+
+FeatureCache.save, FeatureCache.staging = _save, _staging
 
 # %% ../nbs/03_evaluate.ipynb #64868e97
+def entry_name(data: str, root=None) -> str:
+    "A file-safe name for `data` in the cache: an embedded set's name; otherwise the name (or kind) and its fingerprint."
+    kind = data_kind(check_data(data))
+    if kind == 'embedded': return data
+    return f"{data if kind == 'registry' else kind}-{data_fingerprint(data, root)['fingerprint'][:12]}"
+
 def cached_features(backbone: nn.Module, # frozen feature extractor with `.feature_dim`
-                    data: str, # a data set name from `ssl_arch.datasets.dataset_names()`
+                    data: str, # a data string (`ssl_arch.sources.check_data`)
                     split: str, # 'train' or 'test'
                     cache: FeatureCache | None = None, # where to read/store; None: compute without storing
-                    image_size: int | None = None, # default: the data set's own image size (32 for the suite)
-                    batch_size: int = 256, device=None, bf16: bool = False):
+                    image_size: int | None = None, # default: the embedded suite's 32; required for image files
+                    batch_size: int = 256, device=None, bf16: bool = False,
+                    root=None, # the data root for registry names
+                    workers: int | None = None): # loader processes for image files
     "Features and labels of `data`/`split` for `backbone`, read from `cache` or computed once and stored there."
-    stored = datasets.dataset_info(data).image_size  # None for real data sets, whose images vary in size
-    image_size = image_size or stored
+    embedded = data_kind(check_data(data)) == 'embedded'
+    image_size = image_size or (datasets.dataset_info(data).image_size if embedded else None)
     _check(isinstance(image_size, int) and image_size > 0, 'image_size', image_size,
            f"a positive integer ({data!r} has images of varying size: pass the backbone's resolution, e.g. 224)")
-    hit = cache.load(data, split, image_size) if cache is not None else None
+    name = entry_name(data, root)
+    hit = cache.load(name, split, image_size) if cache is not None else None
     if hit is not None: return hit
-    # real images are resized (shorter side) and centre-cropped to image_size on loading; the suite's are already 32x32
-    images, labels = ssl_data.load_tensors(data, split, image_size=None if stored == image_size else image_size)
+    if not embedded:   # image files: streamed, the features written straight into the cache
+        into = cache.staging(name, split, image_size) if cache is not None else None
+        feats, labels = stream_features(backbone, open_data(data, split, root), image_size, into, batch_size, device, bf16, workers)
+        _check(bool((labels >= 0).all()), 'split', split, f"a labelled split of {data!r} ('train' or 'test')")
+        if cache is not None: cache.save(name, split, image_size, feats, labels, streamed=into)
+        return cache.load(name, split, image_size) if cache is not None else (feats, labels)
+    images, labels = ssl_data.load_tensors(data, split, image_size=None if image_size == datasets.IMAGE_SIZE else image_size)
     _check(labels is not None, 'split', split, f"a labelled split of {data!r} ('train' or 'test')")
     feats = extract_features(backbone, images, image_size, batch_size=batch_size, device=device, bf16=bf16)
-    if cache is not None: cache.save(data, split, image_size, feats, labels)
+    if cache is not None: cache.save(name, split, image_size, feats, labels)
     return feats, labels
 
 # %% ../nbs/03_evaluate.ipynb #ad1370eb
@@ -310,13 +366,25 @@ def knn_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0,
 
 # %% ../nbs/03_evaluate.ipynb #b4fd7098
 def knn_monitor(data: str, # a data set with labelled train and test splits (a corpus's own)
-                k: int = 20) -> Callable: # neighbours that vote
+                k: int = 20, # neighbours that vote
+                root=None, # the data root for registry names
+                image_size: int | None = None, # image files: the side the backbone sees (None: 224)
+                max_images: int = 10_000, # image files: a fixed random subset of each split, so the monitor stays cheap
+               ) -> Callable:
     "`monitor(backbone, device) -> top-1`: weighted kNN from `data`'s train split to its test split on the backbone's features."
-    (xtr, ytr), (xte, yte) = (ssl_data.load_tensors(data, split) for split in ('train', 'test'))
-    num_classes = int(max(ytr.max(), yte.max())) + 1
+    if data_kind(check_data(data)) == 'embedded':
+        (xtr, ytr), (xte, yte) = (ssl_data.load_tensors(data, split) for split in ('train', 'test'))
+        features = lambda backbone, device: [(extract_features(backbone, x, x.shape[-1], device=device), y)
+                                              for x, y in ((xtr, ytr), (xte, yte))]
+    else:
+        g = torch.Generator().manual_seed(0)
+        pick = lambda d: Subset(d, torch.randperm(len(d), generator=g)[:max_images].tolist())
+        splits = [pick(open_data(data, split, root)) for split in ('train', 'test')]
+        features = lambda backbone, device: [stream_features(backbone, d, image_size or 224, device=device) for d in splits]
+    classes = sources.num_classes(data, root)
     def monitor(backbone: nn.Module, device=None) -> float:
-        ftr, fte = (extract_features(backbone, x, x.shape[-1], device=device) for x in (xtr, xte))
-        return knn_probe(ftr, ytr, fte, yte, num_classes=num_classes, k=k)['top1']
+        (ftr, ytr), (fte, yte) = features(backbone, device)
+        return knn_probe(ftr, ytr, fte, yte, num_classes=classes, k=k)['top1']
     return monitor
 
 # %% ../nbs/03_evaluate.ipynb #4fc91d53
@@ -369,11 +437,12 @@ def linear_probe(train_x: torch.Tensor, # (N, d) training features
 
 # %% ../nbs/03_evaluate.ipynb #75fe1df9
 def check_data_names(data_names) -> list[str]:
-    "`data_names` (a list or a comma-separated string) as a list, every name a known data set."
+    "`data_names` (a list or a comma-separated string) as a list, each a data string (`ssl_arch.sources.check_data`)."
     names = [s.strip() for s in data_names.split(',')] if isinstance(data_names, str) else list(data_names)
-    known = datasets.dataset_names(embedded_only=False)
-    _check(len(names) > 0 and all(names), 'data', data_names, f"one or more data set names from {known}")
-    for n in names: _check(n in known, 'data', n, f"a data set name, one of {known}")
+    _check(len(names) > 0 and all(names), 'data', data_names, "one or more data sets, e.g. 'tiny-digits,tiny-faces'")
+    for n in names:
+        try: check_data(n)
+        except ValueError as e: raise EvaluationError(str(e)) from None
     return names
 
 def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.feature_dim`
@@ -384,6 +453,8 @@ def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.fea
                       image_size: int | None = None, # default: each data set's own image size
                       batch_size: int = 256, device=None,
                       bf16: bool = False, # features under bf16 autocast (cached apart from float32 ones)
+                      root=None, # the data root for registry names (`ssl_arch.sources.data_root`)
+                      workers: int | None = None, # loader processes for image files
                       **options) -> list[dict]:
     "One `linear_probe` result per data set (train split -> test split), features read through the cache."
     check_protocol(protocol, **options)
@@ -393,13 +464,13 @@ def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.fea
     records, net = [], fused_for_inference(backbone)  # folded once, for every data set and split
     for name in names:
         t0 = time.perf_counter()
-        xtr, ytr = cached_features(net, name, 'train', cache, image_size, batch_size, device, bf16)
-        xte, yte = cached_features(net, name, 'test', cache, image_size, batch_size, device, bf16)
-        features_s = time.perf_counter() - t0
-        r = linear_probe(xtr, ytr, xte, yte, protocol, seed, num_classes=datasets.dataset_info(name).num_classes,
-                         **options)
+        xtr, ytr = cached_features(net, name, 'train', cache, image_size, batch_size, device, bf16, root, workers)
+        xte, yte = cached_features(net, name, 'test', cache, image_size, batch_size, device, bf16, root, workers)
+        features_s, where = time.perf_counter() - t0, data_fingerprint(name, root)
+        r = linear_probe(xtr, ytr, xte, yte, protocol, seed, num_classes=sources.num_classes(name, root), **options)
         records.append(dict(eval_data=name, split='test', weights_hash=key, features_s=round(features_s, 4),
-                            features_precision='bf16' if bf16 else 'float32', **r))
+                            features_precision='bf16' if bf16 else 'float32', data_location=where['location'],
+                            data_fingerprint=where['fingerprint'], **r))
     return records
 
 # %% ../nbs/03_evaluate.ipynb #f9c4f1a0

@@ -61,6 +61,8 @@ _RESULT = (
     Column('stem', str, True, "'cifar' (the stem for 32x32 images) or 'imagenet'"),
     Column('weights_hash', str, False, 'short hash of the weights evaluated (the feature-cache key) or trained'),
     Column('num_classes', int, False, 'classes of `eval_data`'),
+    Column('data_location', str, False, 'where `eval_data` was read from (its folder, manifest or the embedded .npz)'),
+    Column('data_fingerprint', str, False, "hash of `eval_data`'s file names and sizes (`ssl_arch.sources.data_fingerprint`)"),
     Column('n_train', int, False, 'training images of `eval_data` the probe or the training used'),
     Column('n_test', int, False, 'images `top1` is measured on'),
     Column('checkpoint', str, False, "the SimCLR run folder evaluated (in a study's table, relative to the study folder)"),

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 import ssl_arch
@@ -19,8 +20,9 @@ from .augment import SimCLRAugmentation
 from .archs import get_spec, build_backbone, spec_from_json, SpecError
 from .files import save_json
 from .data import load_corpus
-from .datasets import dataset_names
-from .training import (OPTIMIZERS, NonFiniteLossError, TrainingError, build_optimizer, library_versions, load_checkpoint,
+from .sources import check_data, data_fingerprint, data_kind, open_corpus
+from .streaming import ResizedCrops, plan_loader
+from .training import (OPTIMIZERS, result_fields, NonFiniteLossError, TrainingError, build_optimizer, library_versions, load_checkpoint,
                                load_weights, resolve_device, save_checkpoint, scaled_lr, speed_choices,
                                warmup_cosine_scheduler)
 from .distributed import (all_gather_with_grad, all_reduce_mean, barrier, gather_objects, get_rank, get_world_size,
@@ -29,7 +31,7 @@ from .distributed import (all_gather_with_grad, all_reduce_mean, barrier, gather
 # %% auto #0
 __all__ = ['CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'PretrainError', 'NTXentLoss', 'ProjectionHead', 'SimCLRModel',
            'PretrainConfig', 'check_run_folder', 'simclr_step', 'resolve_config', 'build_run', 'restore_run',
-           'augment_views', 'train_epoch', 'pretrain', 'load_backbone']
+           'augment_views', 'epoch_batches', 'train_epoch', 'pretrain', 'load_backbone']
 
 # %% ../nbs/02_simclr.ipynb #23616c5a
 class PretrainError(TrainingError):
@@ -102,6 +104,10 @@ class PretrainConfig:
     out_dim: int = 128             # projection head output
     seed: int = 0                  # fixes initialisation, shuffling and augmentation
     max_images: int | None = None  # use only the corpus's first n images (None: all)
+    image_size: int | None = None  # side of the training views; None: the embedded suite's 32, or 224 for image files
+    stem: str | None = None        # 'cifar' (3x3 stem, small images) or 'imagenet' (7x7/2 + max-pool); None: cifar up to 64 px
+    data_root: str | None = None   # folder holding the real data sets (<root>/<name>/); None: $SSL_ARCH_DATA (runtime)
+    workers: int | None = None     # loader processes decoding image files; None: one per core but one, at most 8 (runtime)
     knn_every: int = 10            # kNN monitor on the corpus's labelled split every n epochs and at the end (0: off)
     channels_last: bool | None = None  # None: chosen for the family and device (see `speed_choices`)
     bf16: bool | None = None       # bf16 autocast; None: chosen for the family and device
@@ -125,6 +131,11 @@ class PretrainConfig:
         _check(isinstance(self.seed, int) and self.seed >= 0, 'seed', self.seed, 'a non-negative integer')
         _check(self.max_images is None or isinstance(self.max_images, int) and self.max_images >= 2, 'max_images',
                self.max_images, 'None (all images) or an integer >= 2')
+        _check(self.image_size is None or isinstance(self.image_size, int) and self.image_size >= 8, 'image_size',
+               self.image_size, 'None (the data\'s own) or an integer >= 8')
+        _check(self.stem in (None, 'cifar', 'imagenet'), 'stem', self.stem, "None, 'cifar' or 'imagenet'")
+        _check(self.workers is None or isinstance(self.workers, int) and self.workers >= 0, 'workers', self.workers,
+               'None or an integer >= 0')
         _check(isinstance(self.knn_every, int) and self.knn_every >= 0, 'knn_every', self.knn_every, 'an integer >= 0')
         _check(self.batch_size % self.world_size == 0, 'batch_size', self.batch_size,
                f'a multiple of the {self.world_size} processes')
@@ -139,9 +150,9 @@ def _jsonable(d: dict) -> dict: return json.loads(json.dumps(d, default=str))
 
 def check_run_folder(out: Path, config: PretrainConfig) -> bool:
     "True when `out` already holds this run (resume), False when it holds none; a different run is refused."
-    cfg_file, new = out / CONFIG_FILE, _jsonable(config.to_dict())
+    cfg_file, new = out / CONFIG_FILE, result_fields(_jsonable(config.to_dict()))
     if cfg_file.exists():
-        try: old = json.loads(cfg_file.read_text())
+        try: old = result_fields(json.loads(cfg_file.read_text()))
         except json.JSONDecodeError as e: raise PretrainError(f"out={str(out)!r} is not allowed: its {CONFIG_FILE} is "
                                                               f"not valid JSON ({e}); use another folder") from e
         diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
@@ -156,10 +167,9 @@ def check_run_folder(out: Path, config: PretrainConfig) -> bool:
 
 # %% ../nbs/02_simclr.ipynb #5726c1da
 def _known_data(data: str) -> str:
-    "`data` when the registry knows it, else a `PretrainError` naming the run's `data` field and the known names."
-    known = dataset_names(embedded_only=False)
-    _check(data in known, 'data', data, f"one of {', '.join(known)}")
-    return data
+    "`data` when it names a data set (`ssl_arch.sources.check_data`), else a `PretrainError` naming the run's `data` field."
+    try: return check_data(data)
+    except ValueError as e: raise PretrainError(str(e)) from None
 
 # %% ../nbs/02_simclr.ipynb #689190c9
 def simclr_step(model: nn.Module, loss_fn: nn.Module, optimizer, view1: torch.Tensor, view2: torch.Tensor,
@@ -183,10 +193,11 @@ def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(rank_seed(seed, 10_000 + epoch))
     return torch.randperm(n, generator=g)
 
-def resolve_config(config: PretrainConfig, spec, device: torch.device, world_size: int) -> PretrainConfig:
-    "`config` with the canonical architecture id, the world size and the device-dependent choices filled in."
-    choice = speed_choices(spec.family, device.type)
-    return replace(config, arch=spec.id, world_size=world_size,
+def resolve_config(config: PretrainConfig, spec, device: torch.device, world_size: int, image_size: int) -> PretrainConfig:
+    "`config` with the canonical architecture id, the world size, the image size, the stem and the device's choices filled in."
+    choice, size = speed_choices(spec.family, device.type), config.image_size or image_size
+    return replace(config, arch=spec.id, world_size=world_size, image_size=size,
+                   stem=config.stem or ('cifar' if size <= 64 else 'imagenet'),
                    channels_last=choice['channels_last'] if config.channels_last is None else config.channels_last,
                    bf16=choice['bf16'] if config.bf16 is None else config.bf16)
 
@@ -205,7 +216,7 @@ def build_run(config: PretrainConfig, spec, backbone: nn.Module, steps: int, dev
 def restore_run(path: Path, config: PretrainConfig, model, optimizer, scheduler) -> tuple[int, list]:
     "Load the checkpoint at `path` into the run's objects and this rank's RNGs; (epochs done, history)."
     ckpt = load_checkpoint(path)
-    _check(ckpt['config'] == _jsonable(config.to_dict()), 'checkpoint', str(path),
+    _check(result_fields(ckpt['config']) == result_fields(_jsonable(config.to_dict())), 'checkpoint', str(path),
            f'a checkpoint of this run ({CONFIG_FILE} and {CHECKPOINT} disagree)')
     load_weights(model.backbone, ckpt['model'], 'backbone', path)
     load_weights(model.head, ckpt['head'], 'projection head', path)
@@ -214,27 +225,43 @@ def restore_run(path: Path, config: PretrainConfig, model, optimizer, scheduler)
     return ckpt['epoch'], list(ckpt['history'])
 
 # %% ../nbs/02_simclr.ipynb #30fb8629
-def augment_views(augment: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "The two views `augment` makes of `images`, without gradients; on the CPU with one intra-op thread."
+def augment_views(augment: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    "The two views `augment` makes of `batch` (images, or the loader's two crops), without gradients; one CPU thread."
+    images = batch[0] if isinstance(batch, (tuple, list)) else batch
     threads = torch.get_num_threads()
     if images.device.type == 'cpu': torch.set_num_threads(1)
     try:
-        with torch.no_grad(): return augment(images)
+        with torch.no_grad(): return augment(*batch) if isinstance(batch, (tuple, list)) else augment(batch)
     finally:
         torch.set_num_threads(threads)
 
-# %% ../nbs/02_simclr.ipynb #4661ccac
-def train_epoch(net, optimizer, scheduler, augment, loss_fn, images: torch.Tensor, config: PretrainConfig,
-                epoch: int, on_step=None) -> list[tuple[float, float]]:
-    "One pass over `images`; the (loss, lr) of every step. A non-finite loss raises before any weight changes."
+# %% ../nbs/02_simclr.ipynb #1d147d68
+def epoch_batches(images, config: PretrainConfig, epoch: int, device: torch.device):
+    "This rank's batches of `epoch`: slices of in-memory images, or (view 1, view 2) crops streamed from image files."
     n, b, rank = len(images), config.batch_size, get_rank()
     steps, local = n // b, b // config.world_size
-    order, out = _epoch_order(config.seed, epoch, n), []
+    order = _epoch_order(config.seed, epoch, n)
+    mine = lambda i: order[i * b + rank * local: i * b + (rank + 1) * local]
+    if isinstance(images, torch.Tensor):
+        for i in range(steps): yield images[mine(i).to(images.device)]
+        return
+    plan = [[(int(j), epoch * n + int(j)) for j in mine(i)] for i in range(steps)]   # draw: one per image and epoch
+    loader = plan_loader(images, plan, ResizedCrops(config.image_size), config.seed, config.workers,
+                         pin_memory=device.type == 'cuda')
+    for (v1, v2), _ in loader: yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
+
+# %% ../nbs/02_simclr.ipynb #f8129579
+def train_epoch(net, optimizer, scheduler, augment, loss_fn, images, config: PretrainConfig, epoch: int, on_step=None,
+                device=None, waited: list | None = None) -> list[tuple[float, float]]:
+    "One pass over `images`; the (loss, lr) of every step (seconds waiting for data appended to `waited`)."
+    steps, out = len(images) // config.batch_size, []
+    batches, device = epoch_batches(images, config, epoch, device or torch.device('cpu')), device or torch.device('cpu')
     for i in range(steps):
-        idx = order[i * b + rank * local: i * b + (rank + 1) * local].to(images.device)
-        v1, v2 = augment_views(augment, images[idx])
+        t0 = time.perf_counter(); batch = next(batches)
+        if waited is not None: waited.append(time.perf_counter() - t0)
+        v1, v2 = augment_views(augment, batch)
         loss = simclr_step(net, loss_fn, optimizer, v1, v2, config.channels_last, config.bf16).item()
-        if not math.isfinite(loss):
+        if not math.isfinite(loss):   # raised before any weight changed
             raise NonFiniteLossError(f"loss={loss} at step {epoch * steps + i + 1} (epoch {epoch + 1}, step {i + 1} "
                                      f"of {steps})")
         lr = optimizer.param_groups[0]['lr']
@@ -244,12 +271,18 @@ def train_epoch(net, optimizer, scheduler, augment, loss_fn, images: torch.Tenso
     return out
 
 # %% ../nbs/02_simclr.ipynb #b9bd6131
-def _corpus(config: PretrainConfig, images: torch.Tensor | None) -> torch.Tensor:
-    "The run's images: `images` or the corpus's unlabelled split, checked and cut to `config.max_images`."
-    images = load_corpus(_known_data(config.data), labelled=False)[0] if images is None else images
-    _check(isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4, 'images',
-           tuple(getattr(images, 'shape', ())), 'a uint8 tensor (N, 3, H, W)')
-    images = images[:config.max_images] if config.max_images is not None else images
+def _corpus(config: PretrainConfig, images) -> torch.Tensor | Dataset:
+    "The run's images, cut to `config.max_images`: `images`, the embedded corpus in memory, or image files to stream."
+    if images is None:
+        data = _known_data(config.data)
+        images = (load_corpus(data, labelled=False)[0] if data_kind(data) == 'embedded' else
+                  open_corpus(data, config.data_root))
+    if isinstance(images, torch.Tensor):
+        _check(images.dtype == torch.uint8 and images.ndim == 4, 'images', tuple(images.shape), 'a uint8 tensor (N, 3, H, W)')
+        images = images[:config.max_images] if config.max_images is not None else images
+    else:
+        _check(isinstance(images, Dataset), 'images', type(images).__name__, 'a uint8 tensor (N, 3, H, W) or a Dataset')
+        if config.max_images is not None: images = Subset(images, range(min(config.max_images, len(images))))
     _check(config.batch_size <= len(images), 'batch_size', config.batch_size, f'at most {len(images)}, the images in {config.data!r}')
     return images
 
@@ -260,12 +293,12 @@ def _monitor_due(config: PretrainConfig, epoch: int) -> bool:
 # %% ../nbs/02_simclr.ipynb #b06cb28d
 def pretrain(config: PretrainConfig, # what to train (a preset's `pretrain_config(arch, data)`)
              out, # run folder: config.json, checkpoint.pt, metrics.json, tb/
-             images: torch.Tensor | None = None, # uint8 (N,3,H,W) corpus; default: `load_corpus(config.data)`
+             images=None, # uint8 (N,3,H,W) tensor, or a Dataset of image files; default: `config.data`'s corpus
              monitor=None, # `monitor(backbone, device) -> top-1`, run when `config.knn_every` says (see `ssl_arch.evaluate.knn_monitor`)
              backbone: nn.Module | None = None, # default: built from `config.arch` with the run's seed
              head: nn.Module | None = None, # default: `ProjectionHead(feature_dim, config.hidden_dim, config.out_dim)`
              loss: nn.Module | None = None, # default: `NTXentLoss(config.temperature)`
-             augment: nn.Module | None = None, # default: `SimCLRAugmentation(image_size)`
+             augment: nn.Module | None = None, # default: `SimCLRAugmentation(image_size)` (crop=False when streaming)
              device=None, # 'cpu', 'cuda', 'cuda:N'; default: CUDA when available
              compile: bool | None = None, # torch.compile the model; default: on CUDA only
              progress: bool = True, # show a progress bar (rank 0)
@@ -274,33 +307,37 @@ def pretrain(config: PretrainConfig, # what to train (a preset's `pretrain_confi
     device = resolve_device(device)
     init_distributed(device.type)
     if device.type == 'cuda' and get_world_size() > 1: device = torch.device('cuda', torch.cuda.current_device())
-    spec = get_spec(config.arch)
-    config, out = resolve_config(config, spec, device, get_world_size()), Path(out)
+    spec, given = get_spec(config.arch), images is not None
+    images = _corpus(config, images)
+    streamed = not isinstance(images, torch.Tensor)   # image files, decoded and cropped by the loader's workers
+    config, out = resolve_config(config, spec, device, get_world_size(), 224 if streamed else images.shape[-1]), Path(out)
     _check(not (config.sync_bn and config.world_size > 1 and device.type != 'cuda'), 'sync_bn', True,
            "False on the CPU: torch's SyncBatchNorm runs on CUDA only")
     resuming = check_run_folder(out, config)
-    images = _corpus(config, images)
-    n, image_size = len(images), images.shape[-1]
+    _check(config.batch_size <= len(images), 'batch_size', config.batch_size, f'at most {len(images)}, the images in {config.data!r}')
+    n, image_size = len(images), config.image_size
     seed_everything(config.seed)  # the same initial weights on every rank
-    backbone = backbone if backbone is not None else build_backbone(spec, small_images=image_size <= 64)
+    backbone = backbone if backbone is not None else build_backbone(spec, small_images=config.stem == 'cifar')
     _check(getattr(getattr(backbone, 'spec', spec), 'id', spec.id) == spec.id, 'backbone',
            getattr(getattr(backbone, 'spec', None), 'id', None), f'a backbone of {spec.id} (config.arch)')
-    small_images, steps = bool(getattr(backbone, 'small_images', image_size <= 64)), n // config.batch_size
+    small_images, steps = bool(getattr(backbone, 'small_images', config.stem == 'cifar')), n // config.batch_size
     model, optimizer, scheduler = build_run(config, spec, backbone, steps, device, head)
     ckpt_path, start, history = out / CHECKPOINT, 0, []
     if resuming and ckpt_path.exists(): start, history = restore_run(ckpt_path, config, model, optimizer, scheduler)
     else: seed_everything(rank_seed(config.seed))  # each rank its own augmentations
+    data = dict(data=config.data, location='(images given in memory)') if given else data_fingerprint(config.data, config.data_root)
     meta = dict(config=config.to_dict(), spec=spec.to_dict(), small_images=small_images, image_size=image_size,
-                images=n, steps_per_epoch=steps, device=str(device), versions=library_versions())
+                images=n, steps_per_epoch=steps, device=str(device), versions=library_versions(), data=data)
     if start >= config.epochs: return _metrics(meta, history)
     out.mkdir(parents=True, exist_ok=True)
     if is_main_process() and not resuming: save_json(config.to_dict(), out / CONFIG_FILE)
     barrier()
-    augment = SimCLRAugmentation(image_size).to(device) if augment is None else augment
+    augment = SimCLRAugmentation(image_size, crop=not streamed).to(device) if augment is None else augment
     loss = NTXentLoss(config.temperature) if loss is None else loss
     run = dict(out=out, ckpt_path=ckpt_path, spec=spec, meta=meta, steps=steps, device=device, monitor=monitor,
                small_images=small_images, image_size=image_size, progress=progress, compile=compile)
-    return _train(config, model, optimizer, scheduler, augment, loss, images.to(device), start, history, **run)
+    return _train(config, model, optimizer, scheduler, augment, loss, images if streamed else images.to(device), start,
+                  history, **run)
 
 # %% ../nbs/02_simclr.ipynb #58cb1d11
 def _train(config, model, optimizer, scheduler, augment, loss, images, start, history, *, out, ckpt_path, spec,
@@ -319,15 +356,15 @@ def _train(config, model, optimizer, scheduler, augment, loss, images, start, hi
     try:
         for epoch in range(start, config.epochs):
             model.train()
-            t0 = time.perf_counter()
-            try: losses = train_epoch(net, optimizer, scheduler, augment, loss, images, config, epoch, on_step)
+            t0, waited = time.perf_counter(), []
+            try: losses = train_epoch(net, optimizer, scheduler, augment, loss, images, config, epoch, on_step, device, waited)
             except NonFiniteLossError as e:
                 last = f"{ckpt_path} (epoch {epoch})" if epoch else 'none (no epoch finished)'
                 raise NonFiniteLossError(f"{e}; the last good checkpoint stays: {last}") from None
             seconds = time.perf_counter() - t0
             record = dict(epoch=epoch + 1, step=(epoch + 1) * steps, loss=float(np.mean([l for l, _ in losses])),
                           lr=losses[-1][1], seconds=round(seconds, 3),
-                          images_per_s=round(steps * config.batch_size / seconds, 1))
+                          images_per_s=round(steps * config.batch_size / seconds, 1), data_s=round(sum(waited), 3))
             if monitor is not None and _monitor_due(config, epoch):
                 record['knn_top1'] = monitor(model.backbone, device) if main else None
             history.append(record)

@@ -15,9 +15,10 @@ import ssl_arch
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SPEED_CHOICES', 'CHECKPOINT_FORMAT', 'TrainingError', 'NonFiniteLossError', 'LARS', 'param_groups',
-           'build_optimizer', 'scaled_lr', 'WarmupCosine', 'warmup_cosine_scheduler', 'speed_choices', 'resolve_device',
-           'library_versions', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'weights_hash']
+__all__ = ['OPTIMIZERS', 'SPEED_CHOICES', 'CHECKPOINT_FORMAT', 'RUNTIME_FIELDS', 'TrainingError', 'NonFiniteLossError', 'LARS',
+           'param_groups', 'build_optimizer', 'scaled_lr', 'WarmupCosine', 'warmup_cosine_scheduler', 'speed_choices',
+           'resolve_device', 'library_versions', 'save_checkpoint', 'result_fields', 'load_checkpoint', 'load_weights',
+           'weights_hash']
 
 # %% ../nbs/02_training.ipynb #32d7c12f
 class TrainingError(ValueError):
@@ -129,6 +130,14 @@ def library_versions() -> dict:
 def save_checkpoint(path, state: dict):
     "Write `state`, with the format tag and the library versions, to `path` atomically."
     atomic_write(path, lambda f: torch.save(dict(format=CHECKPOINT_FORMAT, versions=library_versions(), **state), f))
+
+# %% ../nbs/02_training.ipynb #f096f11e
+RUNTIME_FIELDS = ('data_root', 'workers')  # config fields saying where and how fast, not what: a run resumes under other
+                                           # values, and config hashes leave them out
+
+def result_fields(config: dict) -> dict:
+    "`config` (a step config's dict) without its `RUNTIME_FIELDS`: what determines the result."
+    return {k: v for k, v in config.items() if k not in RUNTIME_FIELDS}
 
 # %% ../nbs/02_training.ipynb #dbbc3e5a
 def load_checkpoint(path) -> dict:

@@ -28,7 +28,7 @@ def test_cache_is_written_once_and_read_back(tmp_path, monkeypatch):
     net = ev.random_init_backbone(TINY, seed=0)
     first = ev.evaluate_backbone(net, SMALL_SET, cache_dir=tmp_path)
     files = sorted((tmp_path / ev.weights_hash(net)).iterdir())
-    assert [f.name.startswith(f'{SMALL_SET}-') and f.suffix == '.pt' for f in files] == [True, True]
+    assert [f.name.startswith(f'{SMALL_SET}-') and f.name.endswith(('.features.npy', '.labels.npy')) for f in files] == [True] * 4
     def no_raw_images(*a, **k): raise AssertionError('raw images were read although the cache holds the features')
     monkeypatch.setattr(ssl_data, 'load_tensors', no_raw_images)
     again = ev.evaluate_backbone(net, SMALL_SET, cache_dir=tmp_path)

@@ -95,7 +95,7 @@ def test_refuses_a_checkpoint_of_another_architecture_or_config(tmp_path):
     _quick(src)
     dst.mkdir()
     other = resolve_config(get_preset('smoke').pretrain_config(OTHER_ARCH, DATA, epochs=1, max_images=128, knn_every=0),
-                           get_spec(OTHER_ARCH), torch.device('cpu'), 1)
+                           get_spec(OTHER_ARCH), torch.device('cpu'), 1, 32)
     save_json(other.to_dict(), dst / CONFIG_FILE)
     shutil.copy(src / CHECKPOINT, dst / CHECKPOINT)
     before = (dst / CHECKPOINT).read_bytes()
