@@ -143,8 +143,10 @@ def _check_only_ours(root: Path, marker: dict) -> None:
     if theirs: raise DataError(f'root={str(root)!r} holds {len(theirs)} files the fixtures did not write '
                                f'(e.g. {theirs[0]!r}): move them out or give a new folder')
 
-def _swap_in(tmp: Path, root: Path) -> None:
-    "Rename the finished `tmp` to `root`; an earlier fixture (or an empty folder) at `root` is removed."
+def _swap_in(tmp: Path, root: Path, params: dict) -> None:
+    "Rename the finished `tmp` to `root`, removing an earlier fixture there; one with `params`, written meanwhile, stays."
+    now = fixture_marker(root)
+    if now is not None and now['params'] == params: shutil.rmtree(tmp); return   # another process was first
     old = tmp.with_name(tmp.name.replace('.partial-', '.old-')) if root.exists() else None
     if old: os.rename(root, old)
     os.rename(tmp, root)
@@ -156,7 +158,7 @@ def write_fixture_set(root, # the set's folder
                       fill, # `fill(folder)` writes the set's files into `folder`
                      ) -> Path: # `root`
     "Write a set with `fill` in a hidden folder beside `root`, then rename it to `root` (unless done with the same `params`)."
-    root, params = Path(root), json.loads(json.dumps(params))
+    root, params = Path(root), json.loads(json.dumps(params, default=int))   # numpy integers as ints
     old = fixture_marker(root)
     if old is not None and old['params'] == params: return root
     if old is not None: _check_only_ours(root, old)
@@ -165,7 +167,7 @@ def write_fixture_set(root, # the set's folder
     try:
         fill(tmp); os.chmod(tmp, 0o755)
         atomic_write(tmp / MARKER, json.dumps(dict(params=params, files=_files(tmp)), indent=1))
-        _swap_in(tmp, root)
+        _swap_in(tmp, root, params)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return root
@@ -182,7 +184,8 @@ def _check_odd_modes(greyscale: int, cmyk: int, n: int) -> None:
         raise DataError(f'greyscale={greyscale} + cmyk={cmyk} is not allowed: at most {n} (the images of the smallest split)')
 
 def _check_sizes(sizes) -> None:
-    if not (len(sizes) == 2 and all(isinstance(s, int) for s in sizes) and 1 <= sizes[0] <= sizes[1]):
+    if not (isinstance(sizes, (tuple, list)) and len(sizes) == 2 and all(isinstance(s, int) for s in sizes)
+            and 1 <= sizes[0] <= sizes[1]):
         raise DataError(f'sizes={sizes!r} is not allowed: (smallest side, largest side) in pixels, 1 <= smallest <= largest')
 
 # %% ../nbs/01e_fixtures.ipynb #17b01518
