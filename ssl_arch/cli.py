@@ -12,14 +12,16 @@ from fastcore.script import anno_parser
 
 from typing import Annotated
 from . import archs, datasets, suite
-from .preset import get_preset, step_config
+from .preset import data_root_overrides, get_preset, step_config
+from .sources import DOWNLOADABLE, data_root, download_data
 from .proxyless_search import SearchConfig
 from .simclr import PretrainConfig
 from .supervised import SupervisedConfig
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SET', 'USER_ERRORS', 'command', 'archs_show', 'archs_sample', 'data_list', 'data_build', 'config_parser',
-           'pretrain', 'probe', 'study', 'search', 'random_search', 'supervised', 'figures', 'reproduce', 'main']
+__all__ = ['COMMANDS', 'SET', 'USER_ERRORS', 'command', 'archs_show', 'archs_sample', 'data_list', 'data_build', 'data_fixtures',
+           'config_parser', 'pretrain', 'probe', 'study', 'search', 'random_search', 'supervised', 'figures',
+           'reproduce', 'main']
 
 # %% ../nbs/90_cli.ipynb #d3a2663f
 COMMANDS: dict[str, callable] = {}  # 'archs show' -> function
@@ -53,7 +55,7 @@ SET = Annotated[str, {'action': 'append', 'metavar': 'PATH=VALUE'}]  # `--set` m
 def archs_sample(family: str = 'resnet',  # resnet or mobilenet
                  n: int = None,  # how many (default: the preset's)
                  seed: int = 0,  # sampler seed
-                 preset: str = 'tiny',  # paper, tiny, smoke, or a preset file (.toml, .json)
+                 preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json)
                  set: SET = None,  # change one field of the preset, e.g. resnet.memory_gib=4 (repeatable)
                  json: bool = False):  # print one JSON object per line
     "Sample distinct architectures of a family from a preset's space."
@@ -75,6 +77,16 @@ def data_build(root: str = None):  # folder for the suite (default: $SSL_ARCH_DA
     "Build (or rebuild) the embedded data suite offline and print where it went and how long it took."
     manifest = suite.build_suite(root)
     print(f"embedded suite: {len(manifest['sets'])} data sets in {datasets.data_dir(root)} ({manifest['build_seconds']}s)")
+
+@command('data fixtures')
+def data_fixtures(root: str = None,  # folder to write them in (required); each set in ROOT/<name>/
+                  scale: str = 'smoke'):  # smoke, bench-2k, bench-20k, or a whole number (images per class x)
+    "Write small stand-ins of the real data sets in their on-disk formats (ImageNet, iNat2021, CIFAR-10, a manifest, folders)."
+    from ssl_arch.fixtures import write_fixtures
+    _required(root=root)
+    written = write_fixtures(root, scale=int(scale) if str(scale).isdigit() else scale)
+    for name, where in written.items(): print(f"{name:<16} {where}")
+    print(f"try: ssl-arch reproduce --preset paper-smoke --data-root {root}")
 
 # %% ../nbs/90_cli.ipynb #b026d8bc
 def _bool(s: str) -> bool:
@@ -101,10 +113,11 @@ def _config_option(p: argparse.ArgumentParser):
 
 def _preset_options(p: argparse.ArgumentParser, example: str):
     "Add --preset, --set and --device to a step's parser."
-    p.add_argument('--preset', default='tiny', help='paper, tiny, smoke, or a preset file (.toml, .json): the defaults')
+    p.add_argument('--preset', default='tiny', help='paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json): the defaults')
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='PATH=VALUE',
                    help=f'change one field of the preset, e.g. {example} (repeatable)')
     p.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    p.add_argument('--download', action='store_true', help=f"fetch a missing {', '.join(DOWNLOADABLE)} first (torchvision)")
 
 def _pretrain_parser(prog: str) -> argparse.ArgumentParser:
     p = config_parser(prog, PretrainConfig, pretrain.__doc__, skip=('world_size', 'preset'))
@@ -124,7 +137,7 @@ def pretrain(out=None, config=None, preset='tiny', overrides=(), device=None, pr
     given = {k: v for k, v in options.items() if v is not None}
     if not config: _required(arch=given.get('arch'), data=given.get('data'))
     cfg = step_config(PretrainConfig, get_preset(preset, overrides) if not config else preset, config, **given)
-    m = run(cfg, out, device=device, progress=progress, monitor=knn_monitor(cfg.data) if cfg.knn_every else None)
+    m = run(cfg, out, device=device, progress=progress, monitor=knn_monitor(cfg.data, root=cfg.data_root, image_size=cfg.image_size) if cfg.knn_every else None)
     if is_main_process(): print(json.dumps({k: m.get(k) for k in ('epochs_completed', 'final_loss', 'knn_top1')}))
 
 pretrain.parser = _pretrain_parser
@@ -142,16 +155,21 @@ def probe(checkpoint: str = None,  # a SimCLR run folder
           protocol: str = 'lbfgs',  # lbfgs (default), sgd or knn
           seed: int = 0,  # probe seed (held-out split, SGD order, random-init weights)
           init: str = 'simclr',  # simclr (the checkpoint), random (the floor) or both
-          cache_dir: str = None):  # feature cache (default: $SSL_ARCH_FEATURES or <data>/features)
+          cache_dir: str = None,  # feature cache (default: $SSL_ARCH_FEATURES or <data>/features)
+          data_root: str = None,  # folder holding the real data sets (DIR/<name>/; default: $SSL_ARCH_DATA)
+          workers: int = None,  # loader processes decoding image files (default: one per core but one)
+          download: bool = False):  # fetch a missing downloadable set first (torchvision)
     "Linear-evaluate a pretrained checkpoint on data sets and write one JSON record per data set."
     from ssl_arch.evaluate import probe_run
     _required(checkpoint=checkpoint, data=data, out=out)
-    records = probe_run(checkpoint, data, out, protocol=protocol, seed=seed, init=init, cache_dir=cache_dir)
+    records = probe_run(checkpoint, data, out, protocol=protocol, seed=seed, init=init, cache_dir=cache_dir,
+                        root=data_root, workers=workers)
     for r in records: print(f"{r['eval_data']:<20} {r['init']:<7} {r['protocol']:<6} top1={r['top1']:.2f}")
 
 @command('study')
-def study(preset: str = 'tiny',  # paper, tiny, smoke, or a preset file (.toml, .json)
+def study(preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json)
           set: SET = None,  # change one field of the preset, e.g. study_a.downstream='["tiny-digits"]' (repeatable)
+          data_root: str = None,  # folder holding the real data sets (DIR/<name>/; default: $SSL_ARCH_DATA)
           out: str = None,  # study folder (default: runs/study_<a|b>/<preset>)
           study: str = 'a',  # a (sampled architectures) or b (searches, searched nets and baselines)
           shard: str = None,  # k/n: run only machine k's share of n
@@ -162,11 +180,12 @@ def study(preset: str = 'tiny',  # paper, tiny, smoke, or a preset file (.toml, 
           n_mobilenet: int = None,  # study a: MobileNet-like models (default: the preset's)
           protocol: str = None,  # linear-evaluation protocol: lbfgs, sgd or knn (default: the preset's)
           gpus_per_run: int = 1,  # processes (GPUs) per pretraining, under torchrun
-          slurm_partition: str = None):  # SLURM partition for executor=slurm
+          slurm_partition: str = None,  # SLURM partition for executor=slurm
+          download: bool = False):  # fetch the missing downloadable sets first (torchvision)
     "Run study A (sample both families, pretrain, evaluate everywhere) or study B; resumable and shardable."
     from ssl_arch.study import run_study_a, run_study_b, StudyError
     if study not in ('a', 'b'): raise StudyError(f"study={study!r} is not allowed: 'a' or 'b'")
-    p = get_preset(preset, set or ())
+    p = get_preset(preset, [*(set or ()), *data_root_overrides(data_root)])
     out = out or f'runs/study_{study}/{p.name}'
     slurm = {'slurm_partition': slurm_partition} if slurm_partition else None
     run = dict(shard=shard, executor=executor, gpus_per_run=gpus_per_run, slurm=slurm, jobs=jobs)
@@ -233,14 +252,29 @@ def figures(results: str = 'runs/reproduce/tiny',  # results root (with study_a/
 
 # %% ../nbs/90_cli.ipynb #5e55c42a
 @command('reproduce')
-def reproduce(preset: str = 'tiny',  # paper, tiny, smoke, or a preset file (.toml, .json)
+def reproduce(preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json)
               set: SET = None,  # change one field of the preset, e.g. pretrain.epochs=10 (repeatable)
+              data_root: str = None,  # folder holding the real data sets (DIR/<name>/; default: $SSL_ARCH_DATA)
               out: str = 'runs/reproduce',  # results root (a subfolder per preset)
               figures: str = None,  # figures folder (default: the preset's: paper_figures/ for tiny)
-              seed: int = 0):  # seed of every stage
+              seed: int = 0,  # seed of every stage
+              download: bool = False):  # fetch the missing downloadable sets first (torchvision)
     "The whole reproduction on a preset: study A, study B, every figure and table; rerun to resume."
     from ssl_arch.reproduce import reproduce as run
-    run(preset, out, figures, seed, overrides=set or ())
+    run(preset, out, figures, seed, overrides=[*(set or ()), *data_root_overrides(data_root)])
+
+# %% ../nbs/90_cli.ipynb #d4a3eafc
+def _download(name: str, args: dict) -> None:
+    "Fetch the missing torchvision-downloadable sets a command names (`--download`), before it runs."
+    root = args.get('data_root') or next((o.partition('=')[2].strip('"') for o in args.get('overrides') or ()
+                                          if o.startswith('pretrain.data_root=')), None)
+    names = [d for d in str(args.get('data') or '').split(',') if d]
+    if 'preset' in args and not names and name in ('study', 'reproduce'):
+        p = get_preset(args['preset'], args.get('set') or ())
+        names = [*p.study_a.eval_sets, *p.study_b.pretrain_corpora, *p.study_b.downstream, *p.study_b.supervised_sets]
+    for d in dict.fromkeys(names):
+        if d in DOWNLOADABLE and not (data_root(root) / d).is_dir():
+            print(f"downloading {d} into {download_data(d, root)}")
 
 # %% ../nbs/90_cli.ipynb #e400fa9c
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
@@ -262,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = getattr(func, 'parser', None) or (lambda prog: anno_parser(func, prog=prog))
     args = vars(parser(f"ssl-arch {name}").parse_args(argv[len(name.split()):]))
     args.pop('pdb', None); args.pop('xtra', None)
-    try: func(**args)
+    try:
+        if args.pop('download', False): _download(name, args)
+        func(**args)
     except USER_ERRORS as e:
         print(f"ssl-arch {name}: error: {e}", file=sys.stderr)
         return 2

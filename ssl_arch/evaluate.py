@@ -59,6 +59,7 @@ def fused_for_inference(backbone: nn.Module) -> nn.Module:
     if getattr(backbone, 'batchnorms_folded', False): return backbone.eval()
     net = _fold_batchnorms(copy.deepcopy(backbone).eval())
     net.batchnorms_folded = True
+    if hasattr(backbone, 'feature_dim'): net.feature_dim = backbone.feature_dim   # a traced copy loses attributes
     return net
 
 
@@ -508,6 +509,8 @@ def evaluate_checkpoint(run_dir, # a SimCLR run folder (ssl_arch.simclr)
                         seed: int = 0, # the probe's seed, and the random-init weights' seed for init='random'
                         cache_dir=None, # root of the feature cache; default `default_cache_dir()`
                         init: str = 'simclr', # 'simclr': the checkpoint's weights; 'random': the random-init floor
+                        root=None, # the data root for registry names
+                        workers: int | None = None, # loader processes for image files
                         **options) -> list[dict]:
     "One results-table record per data set for the checkpoint in `run_dir` (or its random-init floor)."
     check_protocol(protocol, **options)
@@ -525,6 +528,7 @@ def evaluate_checkpoint(run_dir, # a SimCLR run folder (ssl_arch.simclr)
                   ssl_arch_version=ssl_arch.__version__, torch_version=str(torch.__version__),
                   stem='cifar' if small_images else 'imagenet', checkpoint=str(run_dir))
     records = evaluate_backbone(backbone, names, protocol, seed, cache_dir, image_size=config.get('image_size'), bf16=bf16,
+                                root=root, workers=workers,
                                 **options)
     return [results_record(common, **r) for r in records]
 
@@ -534,13 +538,13 @@ def probe_run(checkpoint, # a SimCLR run folder
               out, # JSON file to write: a list with one record per data set (and init)
               protocol: str = 'lbfgs', seed: int = 0,
               init: str = 'simclr', # 'simclr', 'random' (the floor), or 'both'
-              cache_dir=None, **options) -> list[dict]:
+              cache_dir=None, root=None, workers: int | None = None, **options) -> list[dict]:
     "Evaluate `checkpoint` on `data` and write the records to `out` as JSON, atomically (the `ssl-arch probe` command)."
     check_protocol(protocol, **options)
     _check(init in (*INITS, 'both'), 'init', init, "one of 'simclr', 'random', 'both'")
     names = check_data_names(data)
     records = []
     for i in (INITS if init == 'both' else (init,)):
-        records += evaluate_checkpoint(checkpoint, names, protocol, seed, cache_dir, init=i, **options)
+        records += evaluate_checkpoint(checkpoint, names, protocol, seed, cache_dir, init=i, root=root, workers=workers, **options)
     atomic_write(out, json.dumps(records, indent=1, default=str))
     return records

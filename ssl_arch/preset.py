@@ -19,8 +19,8 @@ from .simclr import PretrainConfig
 from .supervised import SupervisedConfig
 
 # %% auto #0
-__all__ = ['BUILTIN_PRESETS', 'PresetError', 'StudyAPlan', 'StudyBPlan', 'RunSettings', 'Preset', 'preset_to_dict', 'override',
-           'parse_set', 'get_preset', 'read_config', 'step_config']
+__all__ = ['BUILTIN_PRESETS', 'PresetError', 'StudyAPlan', 'StudyBPlan', 'RunSettings', 'Preset', 'data_root_overrides',
+           'preset_to_dict', 'override', 'parse_set', 'get_preset', 'read_config', 'step_config']
 
 # %% ../nbs/03c_preset.ipynb #06722608
 class PresetError(ValueError):
@@ -160,7 +160,27 @@ def _smoke() -> Preset:
                   supervised=supervised, probe='lbfgs', study_a=StudyAPlan(pretraining_corpora()[0], downstream),
                   study_b=study_b, run=run)
 
-BUILTIN_PRESETS = {'paper': _paper, 'tiny': _tiny, 'smoke': _smoke}
+def _paper_smoke() -> Preset:
+    # the paper's code path (224 px, the ImageNet stem, LARS, loader workers, real on-disk layouts) at the smallest
+    # counts: for CI on the test fixtures (`ssl-arch data fixtures`), never for numbers
+    files = dict(image_size=224, workers=2)
+    pretrain = PretrainConfig('', '', epochs=1, batch_size=16, lr=0.3, optimizer='lars', warmup_epochs=0, hidden_dim=64,
+                              out_dim=32, knn_every=1, max_images=64, preset='paper-smoke', **files)
+    supervised = SupervisedConfig('', '', epochs=1, batch_size=16, lr=0.1, padding=0, max_images=48,
+                                  preset='paper-smoke', **files)
+    search = SearchConfig(width=0.25, warmup_epochs=1, search_epochs=2, batch_size=8, weight_lr=0.05, arch_lr=0.1,
+                          arch_every=1, steps_per_epoch=2, held_out_fraction=0.1, **files)
+    study_a = StudyAPlan('imagenet', ('cifar10', 'my-manifest/split_manifest.csv', 'folder:my-folder'))
+    study_b = StudyBPlan(('imagenet', 'inat2021-mini'), ('imagenet',), ('cifar10',), ('cifar10',), ('imagenet',), 2)
+    run = RunSettings(jobs=2, threads_per_unit=1)
+    return Preset('paper-smoke', **_spaces(2, 2, 0.0625, 224, False, 16, 2.0), pretrain=pretrain, search=search,
+                  supervised=supervised, probe='lbfgs', study_a=study_a, study_b=study_b, run=run)
+
+BUILTIN_PRESETS = {'paper': _paper, 'tiny': _tiny, 'smoke': _smoke, 'paper-smoke': _paper_smoke}
+
+def data_root_overrides(root) -> list[str]:
+    "The `--set` items pointing every step of a preset at the data root `root` (`--data-root DIR`); none for None."
+    return [] if root in (None, '') else [f'{step}.data_root={json.dumps(str(root))}' for step in ('pretrain', 'search', 'supervised')]
 
 # %% ../nbs/03c_preset.ipynb #4aac81b6
 def preset_to_dict(obj):

@@ -20,6 +20,8 @@ from .augment import SimCLRAugmentation
 from .distributed import get_rank, get_world_size, rank_seed
 from .simclr import NTXentLoss, ProjectionHead, SimCLRModel, simclr_step
 from .data import load_corpus
+from .sources import check_data, data_kind, open_corpus
+from .streaming import CropBatches
 from .training import WarmupCosine, build_optimizer, resolve_device
 from .files import atomic_write, save_json
 from .proxyless import (OPS, Cell, ProxylessSpec, cell_layout, channels, check_input, stem_layers,
@@ -28,8 +30,8 @@ from .proxyless import (OPS, Cell, ProxylessSpec, cell_layout, channels, check_i
 # %% auto #0
 __all__ = ['SAMPLINGS', 'MODES', 'CellPath', 'GatedPath', 'SupernetCell', 'ProxylessSupernet', 'sample_paths',
            'binary_gate_alpha_grad', 'rescale_pair', 'weight_step', 'arch_step', 'arch_optimizer', 'SearchConfig',
-           'SearchResult', 'search', 'held_out_split', 'search_run', 'sample_specs', 'search_budget',
-           'RandomSearchResult', 'random_search', 'random_search_run']
+           'views_of', 'search_augment', 'SearchResult', 'search', 'held_out_split', 'search_images', 'search_run',
+           'sample_specs', 'search_budget', 'RandomSearchResult', 'random_search', 'random_search_run']
 
 # %% ../nbs/05a_proxyless_search.ipynb #869a4be9
 @dataclass
@@ -229,6 +231,9 @@ class SearchConfig:
     held_out_fraction: float = 0.04  # unlabelled images kept for architecture steps (ProxylessNAS: 50k of 1.28M)
     temperature: float = 0.1         # NT-Xent temperature (appendix C)
     seed: int = 0                    # fixes weights, logits, paths, data order and augmentations on CPU
+    image_size: int | None = None    # side of the views; None: the embedded suite's 32, or 224 for image files
+    data_root: str | None = None     # folder holding the real data sets (<root>/<name>/); None: $SSL_ARCH_DATA (runtime)
+    workers: int | None = None       # threads reading image files; None: one per core but one, at most 8 (runtime)
 
     def __post_init__(self):
         for f in ('warmup_epochs', 'search_epochs'):
@@ -242,6 +247,10 @@ class SearchConfig:
                'steps_per_epoch', self.steps_per_epoch, 'None (one pass over the data) or an integer >= 1')
         _check(self.mode in MODES, 'mode', self.mode, f'one of {MODES}')
         _check(0 <= self.held_out_fraction < 1, 'held_out_fraction', self.held_out_fraction, 'a number in [0, 1)')
+        _check(self.image_size is None or isinstance(self.image_size, int) and self.image_size >= 8, 'image_size',
+               self.image_size, "None (the data's own) or an integer >= 8")
+        _check(self.workers is None or isinstance(self.workers, int) and self.workers >= 0, 'workers', self.workers,
+               'None or an integer >= 0')
         channels(self.width)  # checks the width
 
 # %% ../nbs/05a_proxyless_search.ipynb #1c0619ce
@@ -253,11 +262,22 @@ def _cosine(base: float, step: int, total: int) -> float:
     "`base` decayed by the toolkit's cosine (no warm-up) at `step` of `total`."
     return base * WarmupCosine(0, max(total, 1))(min(step, total))
 
+# %% ../nbs/05a_proxyless_search.ipynb #8f9c4930
+def views_of(augment, batch, device) -> tuple[torch.Tensor, torch.Tensor]:
+    "The two views of `batch`: in-memory images (the augmentation crops), or the two crops a `CropBatches` read."
+    if isinstance(batch, tuple): return augment(*(b.to(device) for b in batch))
+    return augment(batch.to(device))
+
+def search_augment(images, size: int | None = None) -> SimCLRAugmentation:
+    "SimCLR's augmentation for `images`, at `size` (default: theirs); no crop when a `CropBatches` made the crops."
+    return SimCLRAugmentation(size or images.shape[-1], crop=not isinstance(images, CropBatches))
+
 # %% ../nbs/05a_proxyless_search.ipynb #82150708
 def _simclr_loss(net, head, loss_fn, augment, batch, device) -> Callable:
     "`loss_of(paths)`: SimCLR's loss of the supernet on `paths` for this rank's share of `batch` (two views)."
     rank, world = get_rank(), get_world_size()
-    v1, v2 = augment(batch[rank * len(batch) // world:(rank + 1) * len(batch) // world].to(device))
+    mine = lambda b: b[rank * len(b) // world:(rank + 1) * len(b) // world]
+    v1, v2 = views_of(augment, tuple(map(mine, batch)) if isinstance(batch, tuple) else mine(batch), device)
     def loss_of(paths):
         z1, z2 = head(net(torch.cat([v1, v2]), paths)).chunk(2)
         return loss_fn(z1, z2)
@@ -315,12 +335,12 @@ def search(images: torch.Tensor, # unlabelled images for weight steps, uint8 or 
     "Run ProxylessNAS with the SimCLR loss and derive an architecture (written to `out`/arch.json)."
     c, rank, world, device = config, get_rank(), get_world_size(), resolve_device(device)
     steps = _check_search_input(images, held_out, c, world)
-    small = images.shape[-1] <= 64 if small_images is None else small_images
+    small = (c.image_size or images.shape[-1]) <= 64 if small_images is None else small_images
     torch.manual_seed(c.seed)  # the same weights and logits on every rank
     net = ProxylessSupernet(c.width, small).to(device)
     head = (ProjectionHead(net.feature_dim) if head is None else head).to(device)
     loss_fn = NTXentLoss(c.temperature) if loss_fn is None else loss_fn
-    augment = SimCLRAugmentation(images.shape[-1]).to(device) if augment is None else augment
+    augment = search_augment(images, c.image_size).to(device) if augment is None else augment
     sgd = _weight_optimizer(net.weight_parameters() + list(head.parameters()), c)
     adam = arch_optimizer(net.arch_parameters(), c.arch_lr)
     torch.manual_seed(rank_seed(c.seed))  # augmentations differ between ranks
@@ -362,15 +382,22 @@ def held_out_split(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor
     k = max(1, round(n * fraction)) if fraction > 0 else 0
     return order[k:].sort().values, order[:k].sort().values
 
+# %% ../nbs/05a_proxyless_search.ipynb #35f9ff7c
+def search_images(config: SearchConfig, data: str) -> tuple:
+    "(train, held-out) images of `data`'s corpus for a search: in memory (embedded suite) or read from files as crops."
+    if data_kind(check_data(data)) == 'embedded': images = load_corpus(data, labelled=False)[0]
+    else: images = CropBatches(open_corpus(data, config.data_root), config.image_size or 224, config.seed, config.workers)
+    train, held = held_out_split(len(images), config.held_out_fraction, config.seed)
+    if isinstance(images, CropBatches): return images.subset(train), images.subset(held)
+    return images[train], images[held]
+
 # %% ../nbs/05a_proxyless_search.ipynb #1c8d35ab
 def search_run(config: SearchConfig, # the search (a preset's `search_config()`)
                data: str, # a pretraining corpus (`ssl_arch.datasets.pretraining_corpora()`), its unlabelled split is used
                out: str | Path, # folder for arch.json, alpha_history.json, probabilities.csv, search.json
                device=None, log: Callable | None = print) -> SearchResult:
     "Search an architecture on the unlabelled split of `data`, part of it held out for the architecture steps."
-    images, _ = load_corpus(data, labelled=False)
-    train, held = held_out_split(len(images), config.held_out_fraction, config.seed)
-    res = search(images[train], images[held], config, out, device=device, log=log)
+    res = search(*search_images(config, data), config, out, device=device, log=log)
     if get_rank() == 0 and log: log(f"searched on {data}: {res.spec.id} ({res.seconds:.0f} s) -> {Path(out) / 'arch.json'}")
     return res
 
@@ -402,7 +429,7 @@ def _pretrain_briefly(spec, images, steps, c: SearchConfig, loss_fn, augment, sm
     for s in range(steps):
         for grp in opt.param_groups: grp['lr'] = _cosine(c.weight_lr, s, steps)
         batch = images[torch.randint(len(images), (c.batch_size,), generator=gen)]
-        simclr_step(model, loss_fn, opt, *augment(batch.to(device)))
+        simclr_step(model, loss_fn, opt, *views_of(augment, batch, device))
     return model
 
 # %% ../nbs/05a_proxyless_search.ipynb #526dc920
@@ -424,12 +451,12 @@ def random_search(images: torch.Tensor, held_out: torch.Tensor, config: SearchCo
     _check_search_input(images, held_out, replace(c, search_epochs=max(c.search_epochs, 1)), 1)
     budget = search_budget(c, len(images))
     _check(budget >= n_candidates, 'n_candidates', n_candidates, f'at most the {budget} steps of the search budget')
-    small = images.shape[-1] <= 64 if small_images is None else small_images
+    small = (c.image_size or images.shape[-1]) <= 64 if small_images is None else small_images
     loss_fn = NTXentLoss(c.temperature) if loss_fn is None else loss_fn
-    augment = SimCLRAugmentation(images.shape[-1]).to(device) if augment is None else augment
+    augment = search_augment(images, c.image_size).to(device) if augment is None else augment
     torch.manual_seed(c.seed)
     hb = min(c.batch_size, len(held_out))
-    views = [augment(held_out[i * hb:(i + 1) * hb].to(device)) for i in range(max(1, min(held_out_batches, len(held_out) // hb)))]
+    views = [views_of(augment, held_out[i * hb:(i + 1) * hb], device) for i in range(max(1, min(held_out_batches, len(held_out) // hb)))]
     gen, records = torch.Generator().manual_seed(c.seed + 1), []
     for spec in sample_specs(c.width, n_candidates, c.seed):
         model = _pretrain_briefly(spec, images, budget // n_candidates, c, loss_fn, augment, small, device, gen)
@@ -449,6 +476,4 @@ def random_search_run(config: SearchConfig, # the search whose compute (and held
                       data: str, out: str | Path, n_candidates: int = 4, device=None,
                       log: Callable | None = print) -> RandomSearchResult:
     "Random search on the unlabelled split of `data` at the compute of the search `config`, same held-out split."
-    images, _ = load_corpus(data, labelled=False)
-    train, held = held_out_split(len(images), config.held_out_fraction, config.seed)
-    return random_search(images[train], images[held], config, n_candidates, out, device=device, log=log)
+    return random_search(*search_images(config, data), config, n_candidates, out, device=device, log=log)

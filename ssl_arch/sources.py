@@ -18,7 +18,7 @@ from .suite import ensure_suite
 
 # %% auto #0
 __all__ = ['FOLDER_PREFIX', 'ALLOWED_DATA', 'DOWNLOADABLE', 'data_kind', 'check_data', 'data_root', 'DataRef', 'resolve_data',
-           'open_data', 'open_corpus', 'num_classes', 'data_fingerprint']
+           'download_data', 'open_data', 'open_corpus', 'num_classes', 'data_fingerprint']
 
 # %% ../nbs/01d_sources.ipynb #5e12b178
 FOLDER_PREFIX = 'folder:'   # `folder:PATH` names a user's folder of images
@@ -75,9 +75,29 @@ def resolve_data(data: str, # a data string (see `check_data`)
         if not where.is_dir(): raise _missing(data, where)
         return DataRef(data, kind, data, where)
     path = Path(data[len(FOLDER_PREFIX):] if kind == 'folder' else data).expanduser()
+    if not path.is_absolute() and not path.exists(): path = data_root(root) / path   # relative: here, else under the root
     if kind == 'folder' and not path.is_dir(): raise DataError(f"data={data!r} is not allowed: {path} is not a folder")
     if kind == 'manifest' and not path.is_file(): raise DataError(f"data={data!r} is not allowed: no manifest file {path}")
     return DataRef(data, kind, FOLDER if kind == 'folder' else 'manifest', path.resolve())
+
+# %% ../nbs/01d_sources.ipynb #174ea6f0
+def _torchvision_fetchers() -> dict:
+    import torchvision.datasets as tvd
+    return dict(cifar10=lambda r: [tvd.CIFAR10(r, train=t, download=True) for t in (True, False)],
+                cifar100=lambda r: [tvd.CIFAR100(r, train=t, download=True) for t in (True, False)],
+                svhn=lambda r: [tvd.SVHN(r, split=s, download=True) for s in ('train', 'test')],
+                flowers102=lambda r: [tvd.Flowers102(r, split=s, download=True) for s in ('train', 'val', 'test')],
+                aircraft=lambda r: [tvd.FGVCAircraft(r, split=s, download=True) for s in ('trainval', 'test')])
+
+def download_data(data: str, root=None) -> Path:
+    "Fetch `data` into `<data root>/<data>/` with torchvision when it is not there yet (`--download`); its folder."
+    where = data_root(root) / check_data(data)
+    if data not in DOWNLOADABLE:
+        raise DataError(f"data={data!r} is not allowed with --download: torchvision fetches only {', '.join(DOWNLOADABLE)}")
+    if where.is_dir() and any(where.iterdir()): return where
+    where.mkdir(parents=True, exist_ok=True)
+    _torchvision_fetchers()[data](str(where))
+    return where
 
 # %% ../nbs/01d_sources.ipynb #c654dfbe
 def _manifest_dataset(ref: DataRef, split: str, max_bad: float) -> ImageFiles:

@@ -97,8 +97,9 @@ def eval_unit(pre: Unit, sets: list[str], protocol: str, seed: int, prefix: str 
               tags: dict | None = None) -> Unit:
     "The linear evaluation of `pre`'s checkpoint (and, with init='both', its random-init floor) on `sets`."
     name = pre.name.replace(f'{prefix}-pretrain-', f'{prefix}-eval-', 1) + f'-{protocol}'
+    root = {'data_root': r} if (r := pre.parameters['config'].get('data_root')) else {}   # where pretraining read its data
     return Unit(name, 'linear_eval', dict(checkpoint=pre.parameters['out'], data=','.join(sets), protocol=protocol,
-                                          seed=seed, init=init, out=f'units/{name}/records.json', cache_dir='cache'),
+                                          seed=seed, init=init, out=f'units/{name}/records.json', cache_dir='cache', **root),
                 pre.group, records=f'units/{name}/records.json', tags=tags or {}, after=pre.name)
 
 # %% ../nbs/04_study.ipynb #0ffc25d8

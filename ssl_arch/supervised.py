@@ -11,21 +11,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Subset
 
 import ssl_arch
-from . import data as ssl_data
+from . import data as ssl_data, sources
+from .streaming import ResizedCrops, eval_loader, plan_loader
 from . import datasets
 from .archs import arch_record, build_model, get_spec
 from .augment import eval_transform
 from .distributed import rank_seed, seed_everything
 from .results import results_record
-from .training import (NonFiniteLossError, build_optimizer, resolve_device, scaled_lr, speed_choices,
+from .training import (result_fields, NonFiniteLossError, build_optimizer, resolve_device, scaled_lr, speed_choices,
                                warmup_cosine_scheduler, weights_hash)
 from .files import save_json
 
 # %% auto #0
 __all__ = ['SupervisedError', 'random_crop_flip', 'SupervisedConfig', 'check_labelled', 'load_labelled', 'supervised_step',
-           'top1_accuracy', 'fit_supervised', 'supervised_record', 'train_supervised', 'supervised_run']
+           'top1_accuracy', 'train_batches', 'split_accuracy', 'fit_supervised', 'supervised_record',
+           'train_supervised', 'supervised_run']
 
 # %% ../nbs/02b_supervised.ipynb #6c960293
 class SupervisedError(ValueError):
@@ -72,6 +75,8 @@ class SupervisedConfig:
     image_size: int = 32           # side the images are trained and tested at; 64 or less uses the CIFAR stem
     max_images: int | None = None  # use only the first n images of each split (None: all)
     seed: int = 0                  # fixes initialisation, shuffling and augmentation
+    data_root: str | None = None   # folder holding the real data sets (<root>/<name>/); None: $SSL_ARCH_DATA (runtime)
+    workers: int | None = None     # loader processes decoding image files; None: one per core but one, at most 8 (runtime)
     preset: str = 'paper'          # the preset the values came from (recorded, not used)
 
     def __post_init__(self):
@@ -93,21 +98,25 @@ class SupervisedConfig:
     @property
     def config_hash(self) -> str:
         "A short hash of the configuration (the results table's `config_hash`)."
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(result_fields(self.to_dict()), sort_keys=True).encode()).hexdigest()[:12]
 
 
 # %% ../nbs/02b_supervised.ipynb #082d78fd
-def check_labelled(data: str) -> int:
-    "The number of classes of `data`, a registered data set with labelled train and test splits."
-    known = datasets.dataset_names(embedded_only=False)
-    _check(isinstance(data, str) and data in known, 'data', data, f"a labelled data set, one of {', '.join(known)}")
+def check_labelled(data: str, root=None) -> int:
+    "The number of classes of `data`, a data set with labelled train and test splits."
+    try: kind = sources.data_kind(sources.check_data(data))
+    except ValueError as e: raise SupervisedError(str(e)) from None
+    if kind not in ('embedded', 'registry'): return sources.num_classes(data, root)
     info = datasets.dataset_info(data)
     _check({'train', 'test'} <= set(info.split_sizes) and info.num_classes >= 2, 'data', data,
            f"a data set with labelled 'train' and 'test' splits (it has only {sorted(info.split_sizes)})")
     return info.num_classes
 
 def load_labelled(config: SupervisedConfig) -> tuple:
-    "((train_x, train_y), (test_x, test_y)): uint8 images at `config.image_size` and int64 labels."
+    "(train, test): (uint8 images, int64 labels) in memory for the embedded suite; streamed Datasets for image files."
+    if sources.data_kind(config.data) != 'embedded':
+        cut = lambda d: d if config.max_images is None else Subset(d, range(min(config.max_images, len(d))))
+        return tuple(cut(sources.open_data(config.data, s, config.data_root)) for s in ('train', 'test'))
     out = []
     for split in ('train', 'test'):
         x, y = ssl_data.load_tensors(config.data, split, image_size=config.image_size, max_images=config.max_images)
@@ -146,6 +155,29 @@ def top1_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     model.train(was_training)
     return 100 * correct / max(1, len(images))
 
+# %% ../nbs/02b_supervised.ipynb #a2dbbfc9
+def _count(split) -> int: return len(split[0]) if isinstance(split, tuple) else len(split)
+
+def train_batches(config: SupervisedConfig, train, order: torch.Tensor, epoch: int, g: torch.Generator, device):
+    "One epoch's augmented (uint8 images, labels): padded random crop (in memory) or random resized crop (files), flip."
+    b, steps = config.batch_size, len(order) // config.batch_size
+    if isinstance(train, tuple):
+        for i in range(steps):
+            idx = order[i * b:(i + 1) * b].to(device)
+            yield random_crop_flip(train[0][idx], config.padding, config.flip, g), train[1][idx]
+        return
+    plan = [[(int(j), epoch * len(order) + int(j)) for j in order[i * b:(i + 1) * b]] for i in range(steps)]
+    crops = ResizedCrops(config.image_size, n=1)
+    for x, y in plan_loader(train, plan, crops, config.seed, config.workers, pin_memory=device.type == 'cuda'):
+        yield random_crop_flip(x.to(device), 0, config.flip, g), y.to(device)
+
+def split_accuracy(model: nn.Module, split, image_size: int, device, workers=None, **speed) -> float:
+    "Top-1 (percent) on a split: in-memory (images, labels), or a Dataset of image files through the evaluation view."
+    if isinstance(split, tuple): return top1_accuracy(model, *split, image_size, device=device, **speed)
+    hits = sum(top1_accuracy(model, x, y, image_size, device=device, **speed) * len(y) / 100
+               for x, y in eval_loader(split, image_size, workers=workers))
+    return 100 * hits / max(1, len(split))
+
 # %% ../nbs/02b_supervised.ipynb #bfed74bc
 def fit_supervised(config: SupervisedConfig, # what to train (a preset's `supervised_config(arch, data)`)
                    device=None, # 'cpu', 'cuda', 'cuda:N'; default: CUDA when available
@@ -153,9 +185,9 @@ def fit_supervised(config: SupervisedConfig, # what to train (a preset's `superv
                   ) -> tuple[nn.Module, dict]:
     "Train `config.arch` from scratch with labels on `config.data`; (the trained model, its results-table record)."
     t0, device = time.perf_counter(), resolve_device(device)
-    num_classes, spec = check_labelled(config.data), get_spec(config.arch)
-    (xtr, ytr), (xte, yte) = load_labelled(config)
-    n, b = len(xtr), config.batch_size
+    num_classes, spec = check_labelled(config.data, config.data_root), get_spec(config.arch)
+    train, test = load_labelled(config)
+    n, b = _count(train), config.batch_size
     _check(b <= n, 'batch_size', b, f'at most {n}, the training images of {config.data!r}')
     small = config.image_size <= 64
     speed = speed_choices(spec.family, device.type)
@@ -165,22 +197,20 @@ def fit_supervised(config: SupervisedConfig, # what to train (a preset's `superv
     steps = n // b
     optimizer = build_optimizer(model, 'sgd', scaled_lr(config.lr, b), config.weight_decay, config.momentum)
     scheduler = warmup_cosine_scheduler(optimizer, round(config.warmup_epochs * steps), config.epochs * steps)
-    g = torch.Generator().manual_seed(rank_seed(config.seed, 0))
-    images, labels, history = xtr.to(device), ytr.to(device), []
+    g, history = torch.Generator().manual_seed(rank_seed(config.seed, 0)), []
+    if isinstance(train, tuple): train = tuple(t.to(device) for t in train)
     model.train()
     for epoch in range(config.epochs):
         order, losses = torch.randperm(n, generator=g), []
-        for i in range(steps):
-            idx = order[i * b:(i + 1) * b].to(device)
-            x = eval_transform(random_crop_flip(images[idx], config.padding, config.flip, g), config.image_size)
-            loss = supervised_step(model, optimizer, x, labels[idx], speed['channels_last'], speed['bf16'])
+        for i, (x, y) in enumerate(train_batches(config, train, order, epoch, g, device)):
+            loss = supervised_step(model, optimizer, eval_transform(x, config.image_size), y, speed['channels_last'], speed['bf16'])
             if not math.isfinite(loss):
                 raise NonFiniteLossError(f"loss={loss} at step {epoch * steps + i + 1} (epoch {epoch + 1}): lower lr={config.lr}")
             scheduler.step(); losses.append(loss)
         history.append(dict(epoch=epoch + 1, loss=sum(losses) / len(losses)))
         if progress: print(f"epoch {epoch + 1}/{config.epochs} loss {history[-1]['loss']:.4f}")
-    acc = lambda x, y: top1_accuracy(model, x, y, config.image_size, device=device, **speed)
-    record = supervised_record(config, model, acc(xte, yte), acc(xtr, ytr), n, len(xte), history[-1]['loss'], device)
+    acc = lambda split: split_accuracy(model, split, config.image_size, device, config.workers, **speed)
+    record = supervised_record(config, model, acc(test), acc(train), n, _count(test), history[-1]['loss'], device)
     record['seconds'] = round(time.perf_counter() - t0, 2)
     return model, record
 

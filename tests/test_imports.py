@@ -56,7 +56,7 @@ def test_no_import_cycles_in_the_library():
 
 # The layers, lowest first: a module imports only from layers below its own. Data -> architectures -> training pieces
 # -> pretraining / search / supervised -> features and probes -> presets -> studies -> analysis -> figures -> the job.
-LAYERS = [('files', 'datasets'), ('suite',), ('data', 'augment', 'distributed'), ('archs', 'fixtures'), ('proxyless',),
+LAYERS = [('files', 'datasets'), ('suite',), ('data', 'augment', 'distributed'), ('archs', 'fixtures', 'sources', 'streaming'), ('proxyless',),
           ('training', 'results'), ('simclr',), ('proxyless_search', 'supervised'), ('evaluate',), ('preset',),
           ('study',), ('analysis',), ('figures',), ('reproduce',), ('cli',)]
 
