@@ -468,7 +468,9 @@ def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.fea
         xtr, ytr = cached_features(net, name, 'train', cache, image_size, batch_size, device, bf16, root, workers)
         xte, yte = cached_features(net, name, 'test', cache, image_size, batch_size, device, bf16, root, workers)
         features_s, where = time.perf_counter() - t0, data_fingerprint(name, root)
-        r = linear_probe(xtr, ytr, xte, yte, protocol, seed, num_classes=sources.num_classes(name, root), **options)
+        classes = int(max(ytr.max(), yte.max())) + 1   # the labels present (a subset of a registered set's classes)
+        _check(classes <= sources.num_classes(name, root), 'labels', classes, f'at most the classes of {name!r}')
+        r = linear_probe(xtr, ytr, xte, yte, protocol, seed, num_classes=classes, **options)
         records.append(dict(eval_data=name, split='test', weights_hash=key, features_s=round(features_s, 4),
                             features_precision='bf16' if bf16 else 'float32', data_location=where['location'],
                             data_fingerprint=where['fingerprint'], **r))

@@ -129,3 +129,11 @@ def test_the_loader_workers_change_nothing(fx, tmp_path):
                                                               image_size=64, knn_every=0, data_root=str(fx), workers=w)
     a, b = (pretrain(cfg(w), tmp_path / f'w{w}', progress=False)['history'][0]['loss'] for w in (0, 2))
     assert a == b
+
+
+def test_a_search_streams_the_inat_layout(fx, tmp_path):
+    r = cli('search', '--preset', 'paper-smoke', '--data', 'inat2021-mini', '--data-root', fx, '--out', tmp_path / 's',
+            '--image-size', '64', '--workers', '1', '--search-epochs', '1')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / 's' / 'search.json').read_text())['finished']
+    assert (tmp_path / 's' / 'arch.json').exists()
