@@ -1,5 +1,5 @@
 "write_paper_figures on synthetic results folders: every file, sane contents, study B missing, papermill."
-import json, re
+import json, re, shutil, subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -48,6 +48,41 @@ def test_images_decode_and_vector_files_parse(full):
         assert ET.parse(svg).getroot().tag.endswith('svg'), svg.name
     html = (out / 'fig2_pretrain_vs_downstream.html').read_text()
     assert 'vegaEmbed' in html and 'tiny-lowres' in html
+
+
+def _script_sources(page: Path) -> list[str]: return re.findall(r'<script[^>]*\bsrc="([^"]*)"', page.read_text())
+
+def _offline(folder: Path) -> list[Path]:
+    "Every HTML page under `folder`, after checking each loads only scripts that lie beside it (none from a network)."
+    pages = sorted(folder.rglob('*.html'))
+    for page in pages:
+        for src in _script_sources(page):
+            assert not re.match(r'([a-z]+:)?//', src) and (page.parent / src).is_file(), (page, src)
+        assert not re.search(r'"url"\s*:', page.read_text()), page     # the data is inline too
+    return pages
+
+
+def test_html_figures_load_no_remote_script(full):
+    _, out, _ = full
+    pages = _offline(out)
+    assert sorted(p.stem for p in pages) == sorted(FIGURES)
+    assert all(_script_sources(p) == ['vega-bundle.js'] for p in pages)
+    assert (out / 'vega-bundle.js').stat().st_size < 2_000_000 and max(p.stat().st_size for p in pages) < 500_000
+
+
+def test_committed_figures_are_offline():
+    assert _offline(Path(__file__).resolve().parents[1] / 'paper_figures')
+
+
+@pytest.mark.skipif(shutil.which('node') is None, reason='node is not installed: the bundle is not executed')
+def test_the_bundle_defines_vega_embed_without_a_network(full, tmp_path):
+    _, out, _ = full
+    script = ("globalThis.window = globalThis; globalThis.fetch = () => { throw new Error('network used'); };\n"
+              "require('vm').runInThisContext(require('fs').readFileSync(process.argv[2], 'utf8'));\n"
+              "if (typeof vegaEmbed !== 'function') throw new Error('no vegaEmbed'); console.log('ok');\n")
+    (tmp_path / 'load.js').write_text(script)
+    run = subprocess.run(['node', str(tmp_path / 'load.js'), str(out / 'vega-bundle.js')], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == 'ok', run.stderr[-2000:]
 
 
 def test_correlation_matrices_are_sane(full):
