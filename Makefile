@@ -83,7 +83,7 @@ readme: setup
 UV_VERSION := 0.13.9
 lock:
 	test -x .lock-tools/bin/uv || { $(PYTHON) -m venv .lock-tools && .lock-tools/bin/python -m pip install uv==$(UV_VERSION); }
-	.lock-tools/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11.5 --generate-hashes \
+	.lock-tools/bin/uv pip compile --quiet pyproject.toml --extra dev --universal --python-version 3.11.5 --generate-hashes \
 	  --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) --output-file $(LOCK)
 
 test-nbs: setup
