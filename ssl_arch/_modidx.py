@@ -569,6 +569,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ssl_arch.suite.ensure_suite': ('suite.html#ensure_suite', 'ssl_arch/suite.py'),
                                 'ssl_arch.suite.recipe_hash': ('suite.html#recipe_hash', 'ssl_arch/suite.py'),
                                 'ssl_arch.suite.render_split': ('suite.html#render_split', 'ssl_arch/suite.py'),
+                                'ssl_arch.suite.suite_cpu': ('suite.html#suite_cpu', 'ssl_arch/suite.py'),
                                 'ssl_arch.suite.suite_fingerprints': ('suite.html#suite_fingerprints', 'ssl_arch/suite.py'),
                                 'ssl_arch.suite.suite_manifest': ('suite.html#suite_manifest', 'ssl_arch/suite.py'),
                                 'ssl_arch.suite.suite_packages': ('suite.html#suite_packages', 'ssl_arch/suite.py')},

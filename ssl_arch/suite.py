@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_suite.ipynb #8cc9cabb
 from __future__ import annotations
-import fcntl, hashlib, importlib.metadata, json, math, time, warnings
+import fcntl, hashlib, importlib.metadata, json, math, platform, time, warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,8 +19,8 @@ from .datasets import (CORPUS_SIZES, DOWNSTREAM_SIZES, EMBEDDED, IMAGE_SIZE, MIC
 
 # %% auto #0
 __all__ = ['SUITE_SEED', 'SUITE_VERSION', 'SPECIES', 'STAINS', 'GENERATORS', 'SUITE_PACKAGES', 'SUITE_FINGERPRINTS',
-           'render_split', 'recipe_hash', 'suite_packages', 'array_fingerprint', 'build_suite', 'ensure_suite',
-           'suite_manifest', 'suite_fingerprints']
+           'render_split', 'recipe_hash', 'suite_packages', 'suite_cpu', 'array_fingerprint', 'build_suite',
+           'ensure_suite', 'suite_manifest', 'suite_fingerprints']
 
 # %% ../nbs/01b_suite.ipynb #8e2ee067
 SUITE_SEED = 0       # the suite's seed: every generator's seed derives from it
@@ -338,6 +338,10 @@ def suite_packages() -> dict[str, str]:
     "The installed versions of `SUITE_PACKAGES` (a cached suite built by other versions is rebuilt)."
     return {name: importlib.metadata.version(name) for name in SUITE_PACKAGES}
 
+def suite_cpu() -> str:
+    "The machine and the vector code torch runs on it (e.g. 'x86_64 AVX512'); AVX2 and AVX512 render the same suite."
+    return f'{platform.machine()} {torch.backends.cpu.get_cpu_capability()}'
+
 # %% ../nbs/01b_suite.ipynb #0f677cd6
 def array_fingerprint(arrays: dict[str, np.ndarray]) -> str:
     "A short SHA-256 over the arrays' names, dtypes, shapes and bytes, in name order: the same content, the same hash."
@@ -400,12 +404,13 @@ def build_suite(root=None, verbose: bool = False) -> dict:
     torch.set_num_threads(1)   # the ops are small: one thread is fastest, and the same on every machine
     try: sets = _build_sets(root, verbose)
     finally: torch.set_num_threads(threads)
-    manifest = dict(recipe_hash=recipe_hash(), recipe=_recipe(), packages=suite_packages(), sets=sets,
+    manifest = dict(recipe_hash=recipe_hash(), recipe=_recipe(), packages=suite_packages(), cpu=suite_cpu(), sets=sets,
                     build_seconds=round(time.perf_counter() - t0, 2), built_at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     atomic_write(root / 'manifest.json', json.dumps(manifest, indent=1))
     changed = [n for n, s in sets.items() if s['fingerprint'] != SUITE_FINGERPRINTS.get(n)]
     if changed: warnings.warn(f"the embedded suite built in {root} differs from the project's reference in {', '.join(changed)}: "
-                              "these packages render other images than requirements-lock.txt's, so results will differ", stacklevel=2)
+                              f"{suite_packages()} on {suite_cpu()} render other images than requirements-lock.txt's packages on x86-64 "
+                              "with AVX2 or AVX-512, so results will differ", stacklevel=2)
     return manifest
 
 # %% ../nbs/01b_suite.ipynb #9bc148df
