@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_figures.ipynb #a44b8e52
 from __future__ import annotations
-import base64, io, json, math, os, re, tempfile
+import base64, html, io, json, math, os, re, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +24,11 @@ from .files import atomic_write
 from .results import ResultsError, read_results
 
 # %% auto #0
-__all__ = ['FAMILY_COLOURS', 'OP_COLOURS', 'THEME', 'VL_VERSION', 'FAMILY_TITLES', 'STALE_PATTERNS', 'ssl_arch_theme',
-           'small_png', 'chart_spec', 'save_chart', 'correlation_heatmap', 'regression_panel', 'regression_figure',
-           'sample_figure', 'png_svg', 'architecture_chart', 'markdown_table', 'write_table', 'Report', 'readme_text',
-           'write_paper_figures', 'write_synthetic_results', 'figures_run']
+__all__ = ['FAMILY_COLOURS', 'OP_COLOURS', 'THEME', 'VL_VERSION', 'VEGA_BUNDLE', 'FAMILY_TITLES', 'STALE_PATTERNS',
+           'ssl_arch_theme', 'small_png', 'chart_spec', 'vega_bundle', 'chart_html', 'save_chart',
+           'correlation_heatmap', 'regression_panel', 'regression_figure', 'sample_figure', 'png_svg',
+           'architecture_chart', 'markdown_table', 'write_table', 'Report', 'readme_text', 'write_paper_figures',
+           'write_synthetic_results', 'figures_run']
 
 # %% ../nbs/07_figures.ipynb #bdb6a8c5
 FAMILY_COLOURS = {'resnet': '#4c78a8', 'mobilenet': '#e45756', 'proxyless': '#54a24b'}  # family -> colour
@@ -57,15 +58,42 @@ def chart_spec(chart: alt.TopLevelMixin) -> dict:
     "The chart's Vega-Lite spec with the project theme applied."
     with alt.theme.enable(THEME): return chart.to_dict(validate=False)   # altair validated each part when it was built
 
+# %% ../nbs/07_figures.ipynb #9f91981a
+VEGA_BUNDLE = 'vega-bundle.js'  # vega, vega-lite and vega-embed in one script, written once beside the HTML figures
+
+def vega_bundle(out_dir: str | Path) -> Path:
+    "Write `out_dir/vega-bundle.js` unless it is there for the same library versions; returns its path."
+    head = (f'// vega {vlc.get_vega_version()}, vega-lite {VL_VERSION}, vega-embed {vlc.get_vega_embed_version()}; '
+            f'bundled by vl-convert {vlc.__version__} for the HTML figures of this folder\n')
+    path = Path(out_dir) / VEGA_BUNDLE
+    if path.is_file():
+        with path.open(encoding='utf-8') as f:
+            if f.readline() == head: return path
+    return atomic_write(path, head + vlc.javascript_bundle(vl_version=VL_VERSION))
+
+# %% ../nbs/07_figures.ipynb #26a143d4
+def chart_html(spec: dict, # a Vega-Lite spec with its data inline (`chart_spec`)
+               title: str, bundle: str | None = None, # the bundle's code to inline; None: load `vega-bundle.js` beside the page
+              ) -> str:
+    "An HTML page that draws `spec` with vega-embed and loads no script from the network."
+    script = f'<script src="{VEGA_BUNDLE}"></script>' if bundle is None else f'<script>{bundle}</script>'
+    data = json.dumps(spec, separators=(',', ':')).replace('</', '<\\/')   # a '</script>' inside a label must not end the script
+    return (f'<!DOCTYPE html>\n<html>\n<head>\n<meta charset="UTF-8">\n<title>{html.escape(title)}</title>\n{script}\n</head>\n'
+            f'<body>\n<div id="chart"></div>\n<script>vegaEmbed("#chart", {data}, {{"renderer": "svg"}}).catch(console.error);</script>\n'
+            '</body>\n</html>\n')
+
+# %% ../nbs/07_figures.ipynb #47724fe1
 def save_chart(chart: alt.TopLevelMixin, out_dir: str | Path, name: str, formats=('png', 'svg', 'html'),
                scale: float = 2.0, # PNG pixels per CSS pixel
                inline_html: bool = False) -> list[Path]:
-    "Write `chart` as `out_dir/name.{png,svg,html}` in the project style; returns the paths."
+    "Write `chart` as `out_dir/name.{png,svg,html}` in the project style (HTML: `vega-bundle.js` beside it, or inlined); returns the paths."
     spec, out, paths = chart_spec(chart), Path(out_dir), []
     for fmt in formats:
         if fmt == 'png': data = small_png(vlc.vegalite_to_png(spec, vl_version=VL_VERSION, scale=scale))
         elif fmt == 'svg': data = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
-        elif fmt == 'html': data = vlc.vegalite_to_html(spec, vl_version=VL_VERSION, bundle=inline_html)
+        elif fmt == 'html':
+            if not inline_html: paths.append(vega_bundle(out))   # the script the page loads, there before the page
+            data = chart_html(spec, name, vlc.javascript_bundle(vl_version=VL_VERSION) if inline_html else None)
         else: raise ValueError(f"formats={fmt!r} is not allowed: 'png', 'svg' or 'html'")
         paths.append(atomic_write(out / f'{name}.{fmt}', data))
     return paths
@@ -202,7 +230,7 @@ class Report:
 
     def figure(self, chart, name: str, heading: str, caption: str, data: pd.DataFrame | None = None):
         "Save `chart` (PNG, SVG, HTML) and its data (CSV), and add a README section showing it."
-        self.files += save_chart(chart, self.out, name, inline_html=self.inline_html)
+        self.files += [p for p in save_chart(chart, self.out, name, inline_html=self.inline_html) if p not in self.files]
         links = f'[SVG]({name}.svg) · [interactive HTML]({name}.html)'
         if data is not None: self.files.append(atomic_write(self.out / f'{name}.csv', data.to_csv(index=False))); links += f' · [data (CSV)]({name}.csv)'
         self.sections.append((heading, f'{caption}\n\n![{heading}]({name}.png)\n\n{links}\n'))

@@ -30,12 +30,12 @@ class StudyError(ValueError):
 def _check(ok: bool, field: str, value, allowed: str):
     if not ok: raise StudyError(f"{field}={value!r} is not allowed: {allowed}")
 
-EXPERIMENTS_DIR = Path(ssl_arch.__file__).resolve().parent.parent / 'nbs' / 'experiments'  # the repository's notebooks
+EXPERIMENTS_DIR = Path(ssl_arch.__file__).resolve().parent / 'experiments'  # the experiment notebooks, inside the package
 
 # %% ../nbs/04_study.ipynb #e96aaabe
 @dataclass(frozen=True)
 class Unit:
-    "One unit of work: a papermill run of `nbs/experiments/{notebook}.ipynb` with `parameters`, in the study folder."
+    "One unit of work: a papermill run of the experiment notebook `{notebook}.ipynb` with `parameters`, in the study folder."
     name: str                    # unique and file-safe; the unit's folder is `units/{name}`
     notebook: str                # experiment notebook, e.g. 'pretrain' or 'linear_eval'
     parameters: dict = field(hash=False)  # papermill parameters; paths are relative to the study folder

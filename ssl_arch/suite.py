@@ -4,7 +4,7 @@
 
 # %% ../nbs/01b_suite.ipynb #8cc9cabb
 from __future__ import annotations
-import fcntl, hashlib, json, math, time, warnings
+import fcntl, hashlib, importlib.metadata, json, math, platform, time, warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,8 +18,9 @@ from .datasets import (CORPUS_SIZES, DOWNSTREAM_SIZES, EMBEDDED, IMAGE_SIZE, MIC
                                TEXTURE_CLASSES, data_dir)
 
 # %% auto #0
-__all__ = ['SUITE_SEED', 'SUITE_VERSION', 'SPECIES', 'STAINS', 'GENERATORS', 'render_split', 'recipe_hash', 'build_suite',
-           'ensure_suite', 'suite_manifest']
+__all__ = ['SUITE_SEED', 'SUITE_VERSION', 'SPECIES', 'STAINS', 'GENERATORS', 'SUITE_PACKAGES', 'SUITE_FINGERPRINTS',
+           'render_split', 'recipe_hash', 'suite_packages', 'suite_cpu', 'array_fingerprint', 'build_suite',
+           'ensure_suite', 'suite_manifest', 'suite_fingerprints']
 
 # %% ../nbs/01b_suite.ipynb #8e2ee067
 SUITE_SEED = 0       # the suite's seed: every generator's seed derives from it
@@ -330,6 +331,37 @@ def recipe_hash() -> str:
     "A short hash of the suite's recipe (sizes, seed, classes, version)."
     return hashlib.sha256(json.dumps(_recipe(), sort_keys=True).encode()).hexdigest()[:16]
 
+# %% ../nbs/01b_suite.ipynb #2d0397d7
+SUITE_PACKAGES = ('torch', 'numpy', 'scikit-image', 'scikit-learn', 'pillow', 'imageio')  # code that renders or decodes the suite's images
+
+def suite_packages() -> dict[str, str]:
+    "The installed versions of `SUITE_PACKAGES` (a cached suite built by other versions is rebuilt)."
+    return {name: importlib.metadata.version(name) for name in SUITE_PACKAGES}
+
+def suite_cpu() -> str:
+    "The machine and the vector code torch runs on it (e.g. 'x86_64 AVX512'); AVX2 and AVX512 render the same suite."
+    return f'{platform.machine()} {torch.backends.cpu.get_cpu_capability()}'
+
+# %% ../nbs/01b_suite.ipynb #0f677cd6
+def array_fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    "A short SHA-256 over the arrays' names, dtypes, shapes and bytes, in name order: the same content, the same hash."
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f'{name}:{a.dtype.str}:{a.shape};'.encode()); h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+SUITE_FINGERPRINTS = {  # each set's `array_fingerprint`, built by the packages of requirements-lock.txt
+    'tiny-objects': 'b1fa66162699f3b8',
+    'tiny-species': '9e8288553b53b832',
+    'tiny-species-mini': '799bcf3b68d2f1e5',
+    'tiny-digits': '3d35bb54ae5b248f',
+    'tiny-textures': '12e017a0dae2cd15',
+    'tiny-faces': '913da8c131295178',
+    'tiny-micro': '22efe8a94bd6454d',
+    'tiny-lowres': 'a76e8e26b5c32324',
+    'tiny-shapes': '5cdc0cc3e105adbc'}
+
 # %% ../nbs/01b_suite.ipynb #43bee568
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -360,7 +392,7 @@ def _build_sets(root: Path, verbose: bool) -> dict:
         arrays = _mini_subset(arrays) if name == 'tiny-species-mini' else _render_set(name)  # mini follows species
         path = root / f'{name}.npz'
         atomic_write(path, lambda f: np.savez(f, **arrays))
-        sets[name] = dict(file=path.name, sha256=_sha256(path),
+        sets[name] = dict(file=path.name, sha256=_sha256(path), fingerprint=array_fingerprint(arrays),
                           sizes={k[:-2]: int(v.shape[0]) for k, v in arrays.items() if k.endswith('_x')})
         if verbose: print(f'{name}: {sets[name]["sizes"]}')
     return sets
@@ -372,9 +404,13 @@ def build_suite(root=None, verbose: bool = False) -> dict:
     torch.set_num_threads(1)   # the ops are small: one thread is fastest, and the same on every machine
     try: sets = _build_sets(root, verbose)
     finally: torch.set_num_threads(threads)
-    manifest = dict(recipe_hash=recipe_hash(), recipe=_recipe(), sets=sets,
+    manifest = dict(recipe_hash=recipe_hash(), recipe=_recipe(), packages=suite_packages(), cpu=suite_cpu(), sets=sets,
                     build_seconds=round(time.perf_counter() - t0, 2), built_at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     atomic_write(root / 'manifest.json', json.dumps(manifest, indent=1))
+    changed = [n for n, s in sets.items() if s['fingerprint'] != SUITE_FINGERPRINTS.get(n)]
+    if changed: warnings.warn(f"the embedded suite built in {root} differs from the project's reference in {', '.join(changed)}: "
+                              f"{suite_packages()} on {suite_cpu()} render other images than requirements-lock.txt's packages on x86-64 "
+                              "with AVX2 or AVX-512, so results will differ", stacklevel=2)
     return manifest
 
 # %% ../nbs/01b_suite.ipynb #9bc148df
@@ -386,6 +422,7 @@ def _suite_problem(root: Path) -> str | None:
     except FileNotFoundError: return 'no manifest.json'
     except (OSError, ValueError) as e: return f'unreadable manifest.json ({e})'
     if m.get('recipe_hash') != recipe_hash(): return f"recipe {m.get('recipe_hash')} != current {recipe_hash()}"
+    if m.get('packages') != suite_packages(): return f"built by {m.get('packages')}, this environment has {suite_packages()}"
     for name, s in m.get('sets', {}).items():
         p = root / s['file']
         if not p.exists(): return f'missing {p}'
@@ -416,3 +453,9 @@ def ensure_suite(root=None) -> Path:
 def suite_manifest(root=None) -> dict:
     "The manifest of the (ensured) embedded suite."
     return json.loads((ensure_suite(root) / 'manifest.json').read_text())
+
+# %% ../nbs/01b_suite.ipynb #b29cf223
+def suite_fingerprints(root=None) -> dict[str, str]:
+    "Each embedded set's content fingerprint (`array_fingerprint`), computed from the ensured suite's files."
+    root = ensure_suite(root)
+    return {name: array_fingerprint(dict(np.load(root / f'{name}.npz'))) for name in EMBEDDED}

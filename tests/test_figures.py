@@ -1,5 +1,5 @@
 "write_paper_figures on synthetic results folders: every file, sane contents, study B missing, papermill."
-import json, re
+import json, re, shutil, subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -48,6 +48,42 @@ def test_images_decode_and_vector_files_parse(full):
         assert ET.parse(svg).getroot().tag.endswith('svg'), svg.name
     html = (out / 'fig2_pretrain_vs_downstream.html').read_text()
     assert 'vegaEmbed' in html and 'tiny-lowres' in html
+
+
+def _script_sources(page: Path) -> list[str]: return re.findall(r'<script[^>]*\bsrc="([^"]*)"', page.read_text())
+
+def _offline(folder: Path) -> list[Path]:
+    "Every HTML page under `folder`, after checking each loads only scripts that lie beside it (none from a network)."
+    pages = sorted(folder.rglob('*.html'))
+    for page in pages:
+        for src in _script_sources(page):
+            assert not re.match(r'([a-z]+:)?//', src) and (page.parent / src).is_file(), (page, src)
+        assert not re.search(r'"url"\s*:', page.read_text()), page     # the data is inline too
+    return pages
+
+
+def test_html_figures_load_no_remote_script(full):
+    _, out, _ = full
+    pages = _offline(out)
+    assert sorted(p.stem for p in pages) == sorted(FIGURES)
+    assert all(_script_sources(p) == ['vega-bundle.js'] for p in pages)
+    assert (out / 'vega-bundle.js').stat().st_size < 2_000_000 and max(p.stat().st_size for p in pages) < 500_000
+
+
+def test_committed_figures_are_offline():
+    assert _offline(Path(__file__).resolve().parents[1] / 'paper_figures')
+
+
+BROWSER = next(filter(None, map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome'))), None)
+
+@pytest.mark.skipif(BROWSER is None, reason='no headless browser (chromium) installed: only the script sources are checked')
+def test_a_browser_draws_an_html_figure_with_the_network_cut_off(full):
+    _, out, _ = full
+    offline = ['--host-resolver-rules=MAP * ~NOTFOUND', '--proxy-server=127.0.0.1:9']   # no name resolves, no proxy answers
+    r = subprocess.run([BROWSER, '--headless=new', '--no-sandbox', '--disable-gpu', *offline, '--virtual-time-budget=5000',
+                        '--dump-dom', (out / 'fig2_pretrain_vs_downstream.html').as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count('class="mark-symbol') >= 6 and 'tiny-lowres' in r.stdout   # vega drew the panels' points
 
 
 def test_correlation_matrices_are_sane(full):
