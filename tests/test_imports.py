@@ -55,7 +55,8 @@ def test_no_import_cycles_in_the_library():
 
 
 # The layers, lowest first: a module imports only from layers below its own. Files -> output folders and data sets
-# -> architectures -> training pieces -> pretraining / search / supervised -> features and probes -> presets -> studies -> analysis -> figures -> the job.
+# -> architectures -> training pieces -> pretraining / search / supervised -> features and probes -> presets -> studies
+# -> analysis -> figures -> the job.
 LAYERS = [('files',), ('outputs', 'datasets'), ('suite',), ('data', 'augment', 'distributed'), ('archs',), ('proxyless',),
           ('training', 'results'), ('simclr',), ('proxyless_search', 'supervised'), ('evaluate',), ('preset',),
           ('study',), ('analysis',), ('figures',), ('reproduce',), ('cli',)]
