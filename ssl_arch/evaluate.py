@@ -21,7 +21,8 @@ from .augment import eval_transform
 from . import data as ssl_data
 from . import datasets
 from .files import atomic_write
-from .results import results_record
+from .results import is_records_file, results_record
+from .outputs import output_file, output_folder
 from .simclr import load_backbone
 from .training import speed_choices, weights_hash
 
@@ -468,6 +469,8 @@ def probe_run(checkpoint, # a SimCLR run folder
     check_protocol(protocol, **options)
     _check(init in (*INITS, 'both'), 'init', init, "one of 'simclr', 'random', 'both'")
     names = check_data_names(data)
+    out = output_file(out, 'out', '.json', inputs=[checkpoint], replaces=is_records_file)  # never the run it reads
+    if cache_dir: output_folder(cache_dir, 'cache_dir')
     records = []
     for i in (INITS if init == 'both' else (init,)):
         records += evaluate_checkpoint(checkpoint, names, protocol, seed, cache_dir, init=i, **options)

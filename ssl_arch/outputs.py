@@ -14,7 +14,7 @@ try: import fcntl
 except ImportError: fcntl = None  # not POSIX: the lock falls back to the holder's pid alone
 
 # %% auto #0
-__all__ = ['MANIFEST', 'LOCK', 'OUTPUTS_FORMAT', 'OutputError', 'output_folder', 'output_file', 'read_manifest', 'claim_folder',
+__all__ = ['MANIFEST', 'LOCK', 'OUTPUTS_FORMAT', 'OutputError', 'output_folder', 'read_manifest', 'output_file', 'claim_folder',
            'record_files', 'folder_lock']
 
 # %% ../nbs/00b_outputs.ipynb #5a192925
@@ -29,47 +29,21 @@ LOCK = '.ssl_arch-lock'              # in a folder a command is writing: locked 
 OUTPUTS_FORMAT = 'ssl_arch.outputs/1'
 
 # %% ../nbs/00b_outputs.ipynb #d560d745
-def _writable(folder: Path, option: str, path):
-    "Refuse `path` unless a file can be created (and is removed again) in the existing folder `folder`."
+def _check_folder(p: Path, option: str, path):
+    "Refuse `path` (naming `option`) unless folder `p` exists or can be made, and can be written."
+    here = next(a for a in (p.absolute(), *p.absolute().parents) if a.exists())
+    if not here.is_dir(): _refuse(option, path, 'a folder, and it is a file' if here == Path(path).absolute() else f'a folder, and {here} is a file')
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix='.ssl_arch-write-test-')
+        fd, probe = tempfile.mkstemp(dir=here, prefix='.ssl_arch-write-test-')
         os.close(fd); os.unlink(probe)
-    except OSError as e: _refuse(option, path, f"a folder you can write in, and {folder} is not writable ({e.strerror})")
+    except OSError as e: _refuse(option, path, f"a folder you can write in, and {here} is not writable ({e.strerror})")
 
 def output_folder(path, # a folder a command will write in (created with its parents if missing)
                   option: str = 'out') -> Path: # the option that named it, for the message
     "`path` as a `Path`, once it is a folder (or can become one) this process can write in; else an `OutputError`."
     if path is None or not str(path).strip(): _refuse(option, path or '', 'a folder path, and it is empty')
     p = Path(path).expanduser()
-    here = next(a for a in (p.absolute(), *p.absolute().parents) if a.exists())
-    if not here.is_dir(): _refuse(option, path, 'a folder, and it is a file' if here == p.absolute() else f'a folder, and {here} is a file')
-    _writable(here, option, path)
-    return p
-
-# %% ../nbs/00b_outputs.ipynb #eeb818f8
-def _within(inner, outer) -> bool:
-    "Whether path `inner` is `outer` or inside it."
-    inner, outer = Path(inner).resolve(), Path(outer).resolve()
-    return inner == outer or outer in inner.parents
-
-def output_file(path, # the file a command will write
-                option: str = 'out', # the option that named it, for the message
-                suffix: str | None = None, # the ending the name must have, e.g. '.json'
-                inputs=(), # files and folders the command reads: the file may not be, or be inside, any of them
-                replaces: Callable | None = None, # `replaces(path)`: whether an existing file is one of the kind the command writes
-               ) -> Path:
-    "`path` as a `Path`, once it is a file the command may write; else an `OutputError` (see the rule above)."
-    if path is None or not str(path).strip(): _refuse(option, path or '', 'a file path, and it is empty')
-    p = Path(path).expanduser()
-    if p.is_dir(): _refuse(option, path, 'a file path, and it is a folder')
-    if suffix and p.suffix != suffix: _refuse(option, path, f'a path ending in {suffix}')
-    for i in inputs:
-        if i and _within(p, i): _refuse(option, path, f'{i} is an input of this command: write the output elsewhere')
-    output_folder(p.parent, option) if p.parent != Path('.') else output_folder('.', option)
-    owner = read_manifest(p.parent) if p.parent.is_dir() else None
-    if owner: _refuse(option, path, f"{p.parent} holds the outputs of `ssl-arch {owner.get('command')}`: write elsewhere")
-    if p.exists() and not (replaces and replaces(p)):
-        _refuse(option, path, 'a new file or one this command wrote, and it is another file: move it, or choose another path')
+    _check_folder(p, option, path)
     return p
 
 # %% ../nbs/00b_outputs.ipynb #1d7aece1
@@ -88,6 +62,32 @@ def _differences(old, new, prefix: str = '') -> list[str]:
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return [] if old == new else [f"{prefix or 'value'}: {old!r} there, {new!r} here"]
     return [d for k in sorted(set(old) | set(new)) for d in _differences(old.get(k), new.get(k), f'{prefix}{k}.' if isinstance(old.get(k), dict) and isinstance(new.get(k), dict) else f'{prefix}{k}')]
+
+# %% ../nbs/00b_outputs.ipynb #eeb818f8
+def _within(inner, outer) -> bool:
+    "Whether path `inner` is `outer` or inside it."
+    inner, outer = Path(inner).resolve(), Path(outer).resolve()
+    return inner == outer or outer in inner.parents
+
+def output_file(path, # the file a command will write
+                option: str = 'out', # the option that named it, for the message
+                suffix: str | None = None, # the ending the name must have, e.g. '.json'
+                inputs=(), # files and folders the command reads: the file may not be, or be inside, any of them
+                replaces: Callable | None = None, # `replaces(path)`: whether an existing file is one of the kind the command writes
+               ) -> Path:
+    "`path` as a `Path`, once it is a file the command may write; else an `OutputError` (see the rule above)."
+    if path is None or not str(path).strip(): _refuse(option, path or '', 'a file path, and it is empty')
+    p = Path(path).expanduser()
+    for i in inputs:
+        if i and _within(p, i): _refuse(option, path, f'{i} is an input of this command: write the output elsewhere')
+    if p.is_dir(): _refuse(option, path, 'a file path, and it is a folder')
+    if suffix and p.suffix != suffix: _refuse(option, path, f'a path ending in {suffix}')
+    _check_folder(p.parent, option, path)
+    owner = read_manifest(p.parent) if p.parent.is_dir() else None
+    if owner: _refuse(option, path, f"{p.parent} holds the outputs of `ssl-arch {owner.get('command')}`: write elsewhere")
+    if p.exists() and not (replaces and replaces(p)):
+        _refuse(option, path, 'a new file or one this command wrote, and it is another file: move it, or choose another path')
+    return p
 
 # %% ../nbs/00b_outputs.ipynb #c0ff5260
 def _others(folder: Path) -> list[str]:
