@@ -100,6 +100,7 @@ def claim_folder(path, # the output folder
                  option: str = 'out', # the option that named it, for the message
                  inputs=(), # folders and files the command reads: none may be the folder or inside it
                  adopt: Callable | None = None, # `adopt(folder)`: whether a folder without manifest holds this command's outputs (written before manifests)
+                 make: bool = True, # create the folder and its manifest; False: only check (nothing is written)
                 ) -> Path:
     "Make `path` the output folder of `command` (or take it back), recorded in its manifest; refused if anything else is there."
     p = output_folder(path, option)
@@ -116,7 +117,7 @@ def claim_folder(path, # the output folder
                               f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}): use another folder")
     new = dict(format=OUTPUTS_FORMAT, command=command, identity=ident if ident is not None else (m or {}).get('identity'),
                files=(m or {}).get('files', []))
-    if new != m: atomic_write(p / MANIFEST, json.dumps(new, indent=1))
+    if make and new != m: atomic_write(p / MANIFEST, json.dumps(new, indent=1))
     return p
 
 # %% ../nbs/00b_outputs.ipynb #faed8473
