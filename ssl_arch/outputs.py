@@ -15,7 +15,7 @@ except ImportError: fcntl = None  # not POSIX: the lock falls back to the holder
 
 # %% auto #0
 __all__ = ['MANIFEST', 'LOCK', 'OUTPUTS_FORMAT', 'OutputError', 'output_folder', 'read_manifest', 'output_file', 'claim_folder',
-           'record_files', 'folder_lock']
+           'record_files', 'folder_lock', 'owned_folder']
 
 # %% ../nbs/00b_outputs.ipynb #5a192925
 class OutputError(ValueError):
@@ -166,3 +166,9 @@ def folder_lock(folder, # the folder to write (created if missing)
         yield folder
     finally:
         os.close(fd)  # releases the flock; the file stays (removing it would race with a waiting writer)
+
+# %% ../nbs/00b_outputs.ipynb #1a17b4e7
+@contextmanager
+def owned_folder(path, command: str, identity: dict | None = None, option: str = 'out', inputs=(), adopt=None):
+    "Claim `path` for `command` (`claim_folder`) and hold its lock (`folder_lock`) for the block; yields the folder."
+    with folder_lock(claim_folder(path, command, identity, option, inputs, adopt), option) as folder: yield folder
