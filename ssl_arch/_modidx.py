@@ -299,6 +299,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'ssl_arch.figures.architecture_chart': ('figures.html#architecture_chart', 'ssl_arch/figures.py'),
                                   'ssl_arch.figures.chart_spec': ('figures.html#chart_spec', 'ssl_arch/figures.py'),
                                   'ssl_arch.figures.correlation_heatmap': ('figures.html#correlation_heatmap', 'ssl_arch/figures.py'),
+                                  'ssl_arch.figures.figures_folder': ('figures.html#figures_folder', 'ssl_arch/figures.py'),
                                   'ssl_arch.figures.figures_run': ('figures.html#figures_run', 'ssl_arch/figures.py'),
                                   'ssl_arch.figures.markdown_table': ('figures.html#markdown_table', 'ssl_arch/figures.py'),
                                   'ssl_arch.figures.png_svg': ('figures.html#png_svg', 'ssl_arch/figures.py'),

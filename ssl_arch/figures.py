@@ -27,8 +27,8 @@ from .results import ResultsError, read_results
 # %% auto #0
 __all__ = ['FAMILY_COLOURS', 'OP_COLOURS', 'THEME', 'VL_VERSION', 'FAMILY_TITLES', 'ssl_arch_theme', 'small_png', 'chart_spec',
            'save_chart', 'correlation_heatmap', 'regression_panel', 'regression_figure', 'sample_figure', 'png_svg',
-           'architecture_chart', 'markdown_table', 'write_table', 'Report', 'readme_text', 'write_paper_figures',
-           'write_synthetic_results', 'figures_run']
+           'architecture_chart', 'markdown_table', 'write_table', 'Report', 'readme_text', 'figures_folder',
+           'write_paper_figures', 'write_synthetic_results', 'figures_run']
 
 # %% ../nbs/07_figures.ipynb #bdb6a8c5
 FAMILY_COLOURS = {'resnet': '#4c78a8', 'mobilenet': '#e45756', 'proxyless': '#54a24b'}  # family -> colour
@@ -442,6 +442,12 @@ def _our_readme(folder: Path) -> bool:
     try: return (folder / 'README.md').read_text().startswith('# Paper figures and tables\n\nWritten by `ssl-arch figures`')
     except (OSError, UnicodeDecodeError): return False
 
+def figures_folder(out_dir, # the figures folder
+                   inputs=(), # what the figures are made from (the results folder): never inside `out_dir`
+                   make: bool = True) -> Path: # False: only check it (nothing is written)
+    "`out_dir` claimed as the figures folder (`ssl_arch.outputs.claim_folder`): new, empty, or one this module made."
+    return claim_folder(out_dir, 'figures', option='out', inputs=inputs, adopt=_our_readme, make=make)
+
 def write_paper_figures(results_dir: str | Path, # folder with study_a/, study_b/ and meta.json
                         out_dir: str | Path, # where the figures, tables and README.md go: a new folder, or one this function made
                         method: str = 'ols', # regression fits: 'ols' or 'lowess'
@@ -449,7 +455,7 @@ def write_paper_figures(results_dir: str | Path, # folder with study_a/, study_b
     "Write every figure and table of the paper (and README.md) from a results folder; returns the files written."
     results_dir = Path(results_dir)
     _check_request(results_dir, method)
-    rep = Report(claim_folder(out_dir, 'figures', option='out', inputs=[results_dir], adopt=_our_readme), inline_html)
+    rep = Report(figures_folder(out_dir, inputs=[results_dir]), inline_html)
     a, b = _read_study(results_dir / 'study_a', rep, 'study A'), _read_study(results_dir / 'study_b', rep, 'study B')
     rep.comparison = cmp = paper_comparison(a, b)
     steps = []
