@@ -70,6 +70,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'ssl_arch.archs.SpecError': ('archs.html#specerror', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._as_spec': ('archs.html#_as_spec', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._check': ('archs.html#_check', 'ssl_arch/archs.py'),
+                                'ssl_arch.archs._check_resolution': ('archs.html#_check_resolution', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._family_for_id': ('archs.html#_family_for_id', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._fmt_width': ('archs.html#_fmt_width', 'ssl_arch/archs.py'),
                                 'ssl_arch.archs._in_space': ('archs.html#_in_space', 'ssl_arch/archs.py'),
