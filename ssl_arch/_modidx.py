@@ -119,6 +119,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'ssl_arch.augment.to_float': ('augment.html#to_float', 'ssl_arch/augment.py')},
             'ssl_arch.cli': { 'ssl_arch.cli._bool': ('cli.html#_bool', 'ssl_arch/cli.py'),
                               'ssl_arch.cli._config_option': ('cli.html#_config_option', 'ssl_arch/cli.py'),
+                              'ssl_arch.cli._error': ('cli.html#_error', 'ssl_arch/cli.py'),
                               'ssl_arch.cli._field_type': ('cli.html#_field_type', 'ssl_arch/cli.py'),
                               'ssl_arch.cli._preset_options': ('cli.html#_preset_options', 'ssl_arch/cli.py'),
                               'ssl_arch.cli._pretrain_parser': ('cli.html#_pretrain_parser', 'ssl_arch/cli.py'),
