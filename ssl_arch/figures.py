@@ -455,8 +455,9 @@ def write_paper_figures(results_dir: str | Path, # folder with study_a/, study_b
     "Write every figure and table of the paper (and README.md) from a results folder; returns the files written."
     results_dir = Path(results_dir)
     _check_request(results_dir, method)
-    rep = Report(figures_folder(out_dir, inputs=[results_dir]), inline_html)
+    rep = Report(Path(out_dir), inline_html)
     a, b = _read_study(results_dir / 'study_a', rep, 'study A'), _read_study(results_dir / 'study_b', rep, 'study B')
+    rep.out = figures_folder(out_dir, inputs=[results_dir])   # claimed once the tables are known to be readable
     rep.comparison = cmp = paper_comparison(a, b)
     steps = []
     if a is not None: steps += [('figs. 1, 12, 13', lambda: _correlation_figures(a, rep)), ('figs. 2-4, 8-11', lambda: _regression_figures(a, rep, method)),
