@@ -342,7 +342,7 @@ def export_searches(root: Path, units: list[Unit]):
         dst = Path(root) / 'search' / u.parameters['data']
         dst.mkdir(parents=True, exist_ok=True)
         for f in src.iterdir():
-            if f.is_file(): shutil.copy2(f, dst / f.name)
+            if f.is_file() and not f.name.startswith('.ssl_arch-'): shutil.copy2(f, dst / f.name)   # not its manifest or lock
 
 # %% ../nbs/04_study.ipynb #d46f3c24
 def check_study_options(seed: int, protocol: str | None, shard: str | None, executor: str, gpus_per_run: int, jobs: int):
