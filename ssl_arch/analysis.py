@@ -18,12 +18,12 @@ from .datasets import dataset_info, DataError
 from .results import RESULTS_FORMAT, ResultsError, results_record
 
 # %% auto #0
-__all__ = ['SYNTHETIC_CORPUS', 'SYNTHETIC_SETS', 'ARCH_COLUMNS', 'X_AXES', 'BASELINE_NAMES', 'SYNTHETIC_BASELINES', 'PAPER_KEYS',
-           'PAPER_NUMBERS', 'synthetic_study_a', 'main_protocol', 'main_corpus', 'accuracy_table', 'arch_table',
-           'correlation', 'correlation_table', 'correlation_matrix', 'usable_sets', 'fit_band', 'regression_panels',
-           'simclr_vs_random', 'best_architectures', 'model_name', 'synthetic_study_b', 'table1_pretraining',
-           'search_vs_random', 'table2_transfer', 'in_distribution', 'table3_downstream', 'table4_supervised',
-           'read_searched', 'cells_table', 'stand_in', 'paper_comparison']
+__all__ = ['SYNTHETIC_CORPUS', 'SYNTHETIC_SETS', 'ARCH_COLUMNS', 'FIT_METHODS', 'X_AXES', 'BASELINE_NAMES', 'SYNTHETIC_BASELINES',
+           'PAPER_KEYS', 'PAPER_NUMBERS', 'synthetic_study_a', 'main_protocol', 'main_corpus', 'accuracy_table',
+           'arch_table', 'correlation', 'correlation_table', 'correlation_matrix', 'usable_sets', 'fit_band',
+           'regression_panels', 'simclr_vs_random', 'best_architectures', 'model_name', 'synthetic_study_b',
+           'table1_pretraining', 'search_vs_random', 'table2_transfer', 'in_distribution', 'table3_downstream',
+           'table4_supervised', 'read_searched', 'cells_table', 'stand_in', 'paper_comparison']
 
 # %% ../nbs/06_analysis.ipynb #fbeb5753
 SYNTHETIC_CORPUS = 'tiny-objects'
@@ -135,14 +135,16 @@ def usable_sets(acc: pd.DataFrame, min_models: int = 3) -> tuple[list[str], dict
     return keep, why
 
 # %% ../nbs/06_analysis.ipynb #c44083c7
-def fit_band(x, y, method: str = 'ols', # 'ols' (linear, analytic band) or 'lowess' (bootstrap band)
+FIT_METHODS = ('ols', 'lowess')  # regression fits: linear with an analytic band, LOWESS with a bootstrap band
+
+def fit_band(x, y, method: str = 'ols', # one of FIT_METHODS: 'ols' (linear, analytic band) or 'lowess' (bootstrap band)
              alpha: float = 0.05, # 1 - confidence level of the band
              grid: int = 50, # points on the fitted curve
              frac: float = 2 / 3, # LOWESS span
              n_boot: int = 200, # LOWESS bootstrap resamples
              seed: int = 0) -> pd.DataFrame:
     "Fitted curve of y on x with its (1 - alpha) confidence band: columns x, fit, lower, upper."
-    if method not in ('ols', 'lowess'): raise ResultsError(f"method={method!r} is not allowed: 'ols' or 'lowess'")
+    if method not in FIT_METHODS: raise ResultsError(f"method={method!r} is not allowed: 'ols' or 'lowess'")
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y); x, y = x[ok], y[ok]
     if len(x) < 3 or np.ptp(x) == 0:

@@ -323,9 +323,15 @@ class ArchProfile:
 def _with_classifier(params: int, dim: int) -> int: return params + dim * 1000 + 1000
 
 # %% ../nbs/00_archs.ipynb #00ba3403
+def _check_resolution(resolution):
+    "Refuse an image size that is not a positive integer (FLOPs at 0 or -5 pixels mean nothing)."
+    _check(isinstance(resolution, int) and not isinstance(resolution, bool) and resolution >= 1, 'resolution', resolution,
+           'a positive integer: the side of the square input image in pixels')
+
 @lru_cache(maxsize=4096)
 def meta_profile(spec, resolution: int = 224, small_images: bool = False) -> ArchProfile:
     "Counts measured on the built backbone (meta device): the reference, and the path for families without a table."
+    _check_resolution(resolution)
     with torch.device('meta'): bb = build_backbone(_as_spec(spec), small_images)
     layers, acts = [], [0]
     def hook(m, inp, out):
@@ -341,6 +347,7 @@ def meta_profile(spec, resolution: int = 224, small_images: bool = False) -> Arc
 @lru_cache(maxsize=65536)
 def profile(spec, resolution: int = 224, small_images: bool = False) -> ArchProfile:
     "Counts of `spec` at `resolution` (from its `layers_table` when the family has one; cached)."
+    _check_resolution(resolution)
     spec = _as_spec(spec)
     if not hasattr(spec, 'layers_table'): return meta_profile(spec, resolution, small_images)
     rows = spec.layers_table(resolution, small_images)

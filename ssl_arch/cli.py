@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #9015d619
 from __future__ import annotations
-import argparse, json, sys
+import argparse, errno, json, sys
 from dataclasses import fields, replace
 from pathlib import Path
 from fastcore.docments import docments
@@ -17,11 +17,13 @@ from .sources import DOWNLOADABLE, data_root, download_data
 from .proxyless_search import SearchConfig
 from .simclr import PretrainConfig
 from .supervised import SupervisedConfig
+from .outputs import claim_folder
+from .training import NonFiniteLossError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SET', 'USER_ERRORS', 'command', 'archs_show', 'archs_sample', 'data_list', 'data_build', 'data_fixtures',
-           'config_parser', 'pretrain', 'probe', 'study', 'search', 'random_search', 'supervised', 'figures',
-           'reproduce', 'main']
+__all__ = ['COMMANDS', 'SET', 'USER_ERRORS', 'OS_ERRORS', 'command', 'archs_show', 'archs_sample', 'data_list', 'data_build',
+           'data_fixtures', 'config_parser', 'pretrain', 'probe', 'study', 'search', 'random_search', 'supervised',
+           'figures', 'reproduce', 'main']
 
 # %% ../nbs/90_cli.ipynb #d3a2663f
 COMMANDS: dict[str, callable] = {}  # 'archs show' -> function
@@ -75,6 +77,7 @@ def data_list(all: bool = False,  # include the paper's real data sets, not only
 @command('data build')
 def data_build(root: str = None):  # folder for the suite (default: $SSL_ARCH_DATA or <project>/data)
     "Build (or rebuild) the embedded data suite offline and print where it went and how long it took."
+    if root is not None: claim_folder(root, 'data build', option='root', adopt=lambda f: (f / 'manifest.json').exists())
     manifest = suite.build_suite(root)
     print(f"embedded suite: {len(manifest['sets'])} data sets in {datasets.data_dir(root)} ({manifest['build_seconds']}s)")
 
@@ -277,12 +280,20 @@ def _download(name: str, args: dict) -> None:
             print(f"downloading {d} into {download_data(d, root)}")
 
 # %% ../nbs/90_cli.ipynb #e400fa9c
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NonFiniteLossError)  # the project's own refusals (ValueErrors)
+OS_ERRORS = {errno.ENOSPC: 'free some space, or write to another folder', errno.EDQUOT: 'free some space, or write to another folder',
+             errno.EACCES: 'write to a folder you can write in', errno.EPERM: 'write to a folder you can write in',
+             errno.EROFS: 'write to a folder you can write in', errno.ENOTDIR: 'a path under a file: choose another',
+             errno.EISDIR: 'a folder where a file is written: choose another path', errno.EEXIST: 'choose another path'}
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {(f.__doc__ or '').splitlines()[0]}" for name, f in sorted(COMMANDS.items())]
     return "usage: ssl-arch COMMAND [ARGS]   (ssl-arch COMMAND --help for its arguments)\n\ncommands:\n" + "\n".join(lines)
+
+def _error(name: str, message: str, status: int) -> int:
+    print(f"ssl-arch {name}: {' '.join(str(message).split())}", file=sys.stderr)  # one line, however the message was wrapped
+    return status
 
 def main(argv: list[str] | None = None) -> int:
     "Run `ssl-arch` with `argv` (default: the process's arguments)."
@@ -299,9 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.pop('download', False): _download(name, args)
         func(**args)
-    except USER_ERRORS as e:
-        print(f"ssl-arch {name}: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _error(name, 'interrupted (Ctrl-C); what was finished is kept: run the same command again to resume', 130)
+    except USER_ERRORS as e: return _error(name, f'error: {e}', 2)
+    except OSError as e:   # the machine's refusals (a full disk, no permission) are sentences too; other errors stay tracebacks
+        if e.errno not in OS_ERRORS: raise
+        return _error(name, f"error: {e.strerror} ({e.filename or 'no path given'}): {OS_ERRORS[e.errno]}", 1)
     return 0
 
 # %% ../nbs/90_cli.ipynb #890aa745

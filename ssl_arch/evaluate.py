@@ -12,6 +12,7 @@ from typing import Callable
 
 
 import numpy as np
+import scipy.optimize
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +28,8 @@ from .results import results_record
 from . import sources
 from .sources import check_data, data_fingerprint, data_kind, open_data
 from .streaming import eval_loader
+from .results import is_records_file, results_record
+from .outputs import output_file, output_folder
 from .simclr import load_backbone
 from .training import speed_choices, weights_hash
 
@@ -265,23 +268,23 @@ def standardiser(features: torch.Tensor):
 
 # %% ../nbs/03_evaluate.ipynb #6900015b
 def _lbfgs_fit(x, y, num_classes: int, l2: float, init=None, max_iter: int = 1000, tol: float = 1e-5):
-    "Minimise mean cross-entropy + l2/2 ||W||^2 over (W, b) by full-batch L-BFGS; `x` standardised. -> (d+1, C)."
+    "Minimise mean cross-entropy + l2/2 ||W||^2 over (W, b) by full-batch L-BFGS-B; `x` standardised. -> (d+1, C)."
     # The gradient is written out (softmax minus one-hot) instead of autograd: half the time per step on small problems.
     n, d = x.shape
-    wb = torch.zeros(d + 1, num_classes, dtype=x.dtype, device=x.device) if init is None else init.clone()
     onehot = F.one_hot(y, num_classes).to(x.dtype)
-    opt = torch.optim.LBFGS([wb], lr=1, max_iter=max_iter, history_size=10, tolerance_grad=tol,
-                            tolerance_change=1e-10, line_search_fn='strong_wolfe')
-    def closure():
+    def loss_and_grad(v):
+        wb = torch.from_numpy(v).to(device=x.device, dtype=x.dtype).view(d + 1, num_classes)
         w = wb[:d]
         logits = torch.addmm(wb[d], x, w)
         lse = logits.logsumexp(1, keepdim=True)
         loss = (lse - (logits * onehot).sum(1, keepdim=True)).mean() + 0.5 * l2 * (w * w).sum()
         residual = ((logits - lse).exp() - onehot) / n
-        wb.grad = torch.cat([x.T @ residual + l2 * w, residual.sum(0, keepdim=True)])
-        return loss
-    with torch.no_grad(): opt.step(closure)
-    return wb
+        return loss.item(), torch.cat([x.T @ residual + l2 * w, residual.sum(0, keepdim=True)]).double().cpu().numpy().ravel()
+    v0 = np.zeros((d + 1) * num_classes) if init is None else init.double().cpu().numpy().ravel()
+    scale = min(1.0, l2)   # |W - W*| <= |grad| / l2: the tolerances shrink with a weak l2
+    r = scipy.optimize.minimize(loss_and_grad, v0, jac=True, method='L-BFGS-B', options=dict(
+        maxiter=max_iter, maxls=50, gtol=tol * scale, ftol=64 * np.finfo(float).eps * scale))  # scikit-learn's, scaled
+    return torch.from_numpy(r.x).to(device=x.device, dtype=x.dtype).view(d + 1, num_classes)
 
 def fit_logistic_regression(features, labels, num_classes: int, l2: float, max_iter: int = 1000,
                             dtype=torch.float64) -> LinearClassifier:
@@ -297,8 +300,8 @@ def _top1(pred: torch.Tensor, labels: torch.Tensor) -> float:
 def lbfgs_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0,
                 l2_grid=L2_GRID, # L2 strengths tried (any order; walked strong to weak)
                 val_fraction: float = 0.2, # share of the training split held out to choose the strength
-                max_iter: int = 100, # L-BFGS iterations per fit on the grid (the final refit gets 10x as many)
-                tol: float = 1e-4, # gradient tolerance (scikit-learn's default)
+                max_iter: int = 1000, # L-BFGS iterations at most per fit on the grid (the final refit: 10x as many)
+                tol: float = 1e-5, # gradient tolerance at l2 >= 1, scaled by l2 below (see the text above)
                 ) -> dict:
     "Logistic regression with the L2 strength chosen on a held-out part of the training split, refit on all of it."
     grid = sorted((float(v) for v in l2_grid), reverse=True)
@@ -545,6 +548,8 @@ def probe_run(checkpoint, # a SimCLR run folder
     check_protocol(protocol, **options)
     _check(init in (*INITS, 'both'), 'init', init, "one of 'simclr', 'random', 'both'")
     names = check_data_names(data)
+    out = output_file(out, 'out', '.json', inputs=[checkpoint], replaces=is_records_file)  # never the run it reads
+    if cache_dir: output_folder(cache_dir, 'cache_dir')
     records = []
     for i in (INITS if init == 'both' else (init,)):
         records += evaluate_checkpoint(checkpoint, names, protocol, seed, cache_dir, init=i, root=root, workers=workers, **options)

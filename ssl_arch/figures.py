@@ -18,17 +18,17 @@ from .analysis import (accuracy_table, correlation_table, usable_sets, main_corp
                                main_protocol, regression_panels, X_AXES, table1_pretraining, table2_transfer,
                                table3_downstream, table4_supervised, in_distribution, read_searched, cells_table,
                                paper_comparison, arch_table, simclr_vs_random, best_architectures,
-                               search_vs_random)
+                               search_vs_random, FIT_METHODS)
 from .datasets import dataset_info, dataset_table, DataError
 from .files import atomic_write
+from .outputs import claim_folder, record_files
 from .results import ResultsError, read_results
 
 # %% auto #0
-__all__ = ['FAMILY_COLOURS', 'OP_COLOURS', 'THEME', 'VL_VERSION', 'VEGA_BUNDLE', 'FAMILY_TITLES', 'STALE_PATTERNS',
-           'ssl_arch_theme', 'small_png', 'chart_spec', 'vega_bundle', 'chart_html', 'save_chart',
-           'correlation_heatmap', 'regression_panel', 'regression_figure', 'sample_figure', 'png_svg',
-           'architecture_chart', 'markdown_table', 'write_table', 'Report', 'readme_text', 'write_paper_figures',
-           'write_synthetic_results', 'figures_run']
+__all__ = ['FAMILY_COLOURS', 'OP_COLOURS', 'THEME', 'VL_VERSION', 'VEGA_BUNDLE', 'FAMILY_TITLES', 'ssl_arch_theme', 'small_png',
+           'chart_spec', 'vega_bundle', 'chart_html', 'save_chart', 'correlation_heatmap', 'regression_panel',
+           'regression_figure', 'sample_figure', 'png_svg', 'architecture_chart', 'markdown_table', 'write_table',
+           'Report', 'readme_text', 'figures_folder', 'write_paper_figures', 'write_synthetic_results', 'figures_run']
 
 # %% ../nbs/07_figures.ipynb #bdb6a8c5
 FAMILY_COLOURS = {'resnet': '#4c78a8', 'mobilenet': '#e45756', 'proxyless': '#54a24b'}  # family -> colour
@@ -456,23 +456,35 @@ def _read_study(folder: Path, rep: Report, name: str) -> pd.DataFrame | None:
         return None
     return read_results(folder)
 
-STALE_PATTERNS = ('fig[0-9]*_*', 'table[0-9]*_*', 'check_*', 'paper_comparison.csv')  # files this module writes
+def _check_request(results_dir: Path, method: str):
+    "Refuse, before anything is written, a fit method or a results folder the figures cannot be made from."
+    if method not in FIT_METHODS: raise ResultsError(f"method={method!r} is not allowed: one of {', '.join(FIT_METHODS)}")
+    if not results_dir.is_dir(): raise ResultsError(f"results_dir={str(results_dir)!r} is not allowed: a folder the studies wrote")
+    if not any((results_dir / s / 'results.csv').exists() for s in ('study_a', 'study_b')):
+        raise ResultsError(f"results_dir={str(results_dir)!r} is not allowed: a folder the studies wrote, with "
+                           "study_a/results.csv or study_b/results.csv (it has neither: no study has finished a unit there)")
 
-def _remove_stale(out: Path, written: list):
-    "Delete figure and table files an earlier run left that this run did not write (so none outlives its data)."
-    keep = {Path(p).name for p in written}
-    for pattern in STALE_PATTERNS:
-        for p in out.glob(pattern):
-            if p.is_file() and p.name not in keep: p.unlink()
+def _our_readme(folder: Path) -> bool:
+    "Whether `folder` holds a README.md this module wrote (a figures folder made before output manifests)."
+    try: return (folder / 'README.md').read_text().startswith('# Paper figures and tables\n\nWritten by `ssl-arch figures`')
+    except (OSError, UnicodeDecodeError): return False
+
+def figures_folder(out_dir, # the figures folder
+                   inputs=(), # what the figures are made from (the results folder): never inside `out_dir`
+                   make: bool = True) -> Path: # False: only check it (nothing is written)
+    "`out_dir` claimed as the figures folder (`ssl_arch.outputs.claim_folder`): new, empty, or one this module made."
+    return claim_folder(out_dir, 'figures', option='out', inputs=inputs, adopt=_our_readme, make=make)
 
 def write_paper_figures(results_dir: str | Path, # folder with study_a/, study_b/ and meta.json
-                        out_dir: str | Path, # where the figures, tables and README.md go
+                        out_dir: str | Path, # where the figures, tables and README.md go: a new folder, or one this function made
                         method: str = 'ols', # regression fits: 'ols' or 'lowess'
                         inline_html: bool = False) -> list[Path]:
     "Write every figure and table of the paper (and README.md) from a results folder; returns the files written."
-    results_dir, rep = Path(results_dir), Report(Path(out_dir), inline_html)
-    if not results_dir.is_dir(): raise ResultsError(f"results_dir={str(results_dir)!r} is not allowed: a folder the studies wrote")
+    results_dir = Path(results_dir)
+    _check_request(results_dir, method)
+    rep = Report(Path(out_dir), inline_html)
     a, b = _read_study(results_dir / 'study_a', rep, 'study A'), _read_study(results_dir / 'study_b', rep, 'study B')
+    rep.out = figures_folder(out_dir, inputs=[results_dir])   # claimed once the tables are known to be readable
     rep.comparison = cmp = paper_comparison(a, b)
     steps = []
     if a is not None: steps += [('figs. 1, 12, 13', lambda: _correlation_figures(a, rep)), ('figs. 2-4, 8-11', lambda: _regression_figures(a, rep, method)),
@@ -486,7 +498,7 @@ def write_paper_figures(results_dir: str | Path, # folder with study_a/, study_b
         except ResultsError as e: rep.skipped.append((item, str(e)))
     rep.files.append(atomic_write(rep.out / 'paper_comparison.csv', cmp.to_csv(index=False)))
     rep.files.append(atomic_write(rep.out / 'README.md', readme_text(rep, _provenance(a, b, _read_meta(results_dir)), _comparison_markdown(cmp))))
-    _remove_stale(rep.out, rep.files)
+    record_files(rep.out, rep.files, remove_others=True)   # what an earlier run wrote and this one did not (its data is gone)
     return rep.files
 
 # %% ../nbs/07_figures.ipynb #06bd5dfe

@@ -5,6 +5,7 @@
 # %% ../nbs/05a_proxyless_search.ipynb #3fa26178
 from __future__ import annotations
 import csv, io, json, time
+from contextlib import nullcontext
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,20 +19,21 @@ from fastcore.basics import patch
 from .archs import _check, build_backbone, spec_to_json
 from .augment import SimCLRAugmentation
 from .distributed import get_rank, get_world_size, rank_seed
-from .simclr import NTXentLoss, ProjectionHead, SimCLRModel, simclr_step
+from .simclr import NTXentLoss, ProjectionHead, SimCLRModel, at_chance, chance_loss, simclr_step
 from .data import load_corpus
 from .sources import check_data, data_kind, open_corpus
 from .streaming import CropBatches
 from .training import WarmupCosine, build_optimizer, resolve_device
 from .files import atomic_write, save_json
+from .outputs import claim_folder, owned_folder
 from .proxyless import (OPS, Cell, ProxylessSpec, cell_layout, channels, check_input, stem_layers,
                                 head_layer, mbconv_for, _init_weights)
 
 # %% auto #0
 __all__ = ['SAMPLINGS', 'MODES', 'CellPath', 'GatedPath', 'SupernetCell', 'ProxylessSupernet', 'sample_paths',
            'binary_gate_alpha_grad', 'rescale_pair', 'weight_step', 'arch_step', 'arch_optimizer', 'SearchConfig',
-           'views_of', 'search_augment', 'SearchResult', 'search', 'held_out_split', 'search_images', 'search_run',
-           'sample_specs', 'search_budget', 'RandomSearchResult', 'random_search', 'random_search_run']
+           'views_of', 'search_augment', 'SearchResult', 'SearchError', 'search', 'held_out_split', 'search_images',
+           'search_run', 'sample_specs', 'search_budget', 'RandomSearchResult', 'random_search', 'random_search_run']
 
 # %% ../nbs/05a_proxyless_search.ipynb #869a4be9
 @dataclass
@@ -325,13 +327,28 @@ def _check_search_input(images, held_out, c: SearchConfig, world: int) -> int:
     _check(len(images) >= c.batch_size, 'batch_size', c.batch_size, f'at most the {len(images)} training images')
     return min(len(images) // c.batch_size, c.steps_per_epoch or len(images))
 
+# %% ../nbs/05a_proxyless_search.ipynb #7af4ccbc
+class SearchError(ValueError):
+    "A search that ended without learning: the message says why and which option to change."
+
+def _search_problem(net, alpha0: list, losses: list, n_arch: int, c: SearchConfig) -> str | None:
+    "Why a finished search learned nothing (its loss collapsed to chance, or its logits never moved), or None."
+    if at_chance(losses, c.batch_size):
+        return (f"the search collapsed: its SimCLR loss sat at chance, ln(2x{c.batch_size}-1) = {chance_loss(c.batch_size):.4f}, "
+                f"in its last steps (every embedding the same point: nothing learned); lower weight_lr={c.weight_lr}")
+    if n_arch and all(torch.equal(a.detach(), b) for a, b in zip(net.arch_parameters(), alpha0)):
+        return (f"the search learned no architecture: its logits never moved in {n_arch} architecture steps (their "
+                f"gradients were all zero); lower weight_lr={c.weight_lr}, or change arch_lr={c.arch_lr}")
+    return None
+
 # %% ../nbs/05a_proxyless_search.ipynb #aa4f1e35
 def search(images: torch.Tensor, # unlabelled images for weight steps, uint8 or float (N, 3, H, W)
            held_out: torch.Tensor | None, # unlabelled images for architecture steps only
            config: SearchConfig = SearchConfig(), out: str | Path | None = None, # folder for the results
            loss_fn: Callable | None = None, head: nn.Module | None = None, augment: Callable | None = None,
            small_images: bool | None = None, # stem stride 1; None: when the images are at most 64 pixels
-           device=None, log: Callable | None = None) -> SearchResult:
+           device=None, log: Callable | None = None,
+           data: str | None = None) -> SearchResult: # the corpus's name, recorded in search.json
     "Run ProxylessNAS with the SimCLR loss and derive an architecture (written to `out`/arch.json)."
     c, rank, world, device = config, get_rank(), get_world_size(), resolve_device(device)
     steps = _check_search_input(images, held_out, c, world)
@@ -348,7 +365,8 @@ def search(images: torch.Tensor, # unlabelled images for weight steps, uint8 or 
     arch_total, held_batch = max(c.search_epochs - 1, 0) * (steps // c.arch_every), 0
     if c.search_epochs: held_batch = min(c.batch_size, len(held_out)) // world * world
     held_order, held_pos, n_arch, history, t0 = None, 0, 0, [], time.perf_counter()
-    summary = lambda **kw: dict(config=asdict(c), world_size=world, small_images=small, **kw)
+    summary = lambda **kw: dict(config=asdict(c), data=data, world_size=world, small_images=small, **kw)
+    alpha0 = [a.detach().clone() for a in net.arch_parameters()]
     net.train(); head.train()
     for epoch in range(c.warmup_epochs + c.search_epochs):
         warm, s_epoch = epoch < c.warmup_epochs, epoch - c.warmup_epochs
@@ -369,6 +387,9 @@ def search(images: torch.Tensor, # unlabelled images for weight steps, uint8 or 
         if log: log(f"epoch {epoch} ({history[-1]['phase']}): loss {history[-1]['weight_loss']:.4f}, {history[-1]['derived']}")
         if out is not None and rank == 0: _write_outputs(Path(out), None, history, summary(finished=False))
     res = SearchResult(net.derive(), history, c, time.perf_counter() - t0, steps * len(history), n_arch)
+    if (problem := _search_problem(net, alpha0, losses, n_arch, c)) is not None:
+        if out is not None and rank == 0: _write_outputs(Path(out), None, history, summary(finished=False, error=problem))
+        raise SearchError(problem)
     if out is not None and rank == 0:
         _write_outputs(Path(out), res.spec, history, summary(finished=True, id=res.spec.id, seconds=res.seconds,
                                                            weight_steps=res.weight_steps, arch_steps=res.arch_steps))
@@ -391,13 +412,24 @@ def search_images(config: SearchConfig, data: str) -> tuple:
     if isinstance(images, CropBatches): return images.subset(train), images.subset(held)
     return images[train], images[held]
 
+# %% ../nbs/05a_proxyless_search.ipynb #2b36b14b
+def _earlier_run(name: str, config: SearchConfig):
+    "`adopt(folder)` for `claim_folder`: a folder made before output manifests whose `name` (search.json) has `config`."
+    def adopt(folder: Path) -> bool:
+        try: return json.loads((folder / name).read_text()).get('config') == json.loads(json.dumps(asdict(config)))
+        except (OSError, ValueError, AttributeError): return False
+    return adopt
+
 # %% ../nbs/05a_proxyless_search.ipynb #1c8d35ab
 def search_run(config: SearchConfig, # the search (a preset's `search_config()`)
                data: str, # a pretraining corpus (`ssl_arch.datasets.pretraining_corpora()`), its unlabelled split is used
                out: str | Path, # folder for arch.json, alpha_history.json, probabilities.csv, search.json
                device=None, log: Callable | None = print) -> SearchResult:
     "Search an architecture on the unlabelled split of `data`, part of it held out for the architecture steps."
-    res = search(*search_images(config, data), config, out, device=device, log=log)
+    claim = dict(command='search', identity=dict(data=data, config=asdict(config)), adopt=_earlier_run('search.json', config))
+    if get_rank() == 0: claim_folder(out, **claim, make=False)   # another data set's search, a foreign folder: refused now
+    with owned_folder(out, **claim) if get_rank() == 0 else nullcontext():
+        res = search(*search_images(config, data), config, out, device=device, log=log, data=data)
     if get_rank() == 0 and log: log(f"searched on {data}: {res.spec.id} ({res.seconds:.0f} s) -> {Path(out) / 'arch.json'}")
     return res
 
@@ -476,4 +508,8 @@ def random_search_run(config: SearchConfig, # the search whose compute (and held
                       data: str, out: str | Path, n_candidates: int = 4, device=None,
                       log: Callable | None = print) -> RandomSearchResult:
     "Random search on the unlabelled split of `data` at the compute of the search `config`, same held-out split."
-    return random_search(*search_images(config, data), config, n_candidates, out, device=device, log=log)
+    claim = dict(command='random-search', identity=dict(data=data, config=asdict(config), n_candidates=n_candidates),
+                 adopt=_earlier_run('random_search.json', config))
+    claim_folder(out, **claim, make=False)   # before any compute
+    with owned_folder(out, **claim):
+        return random_search(*search_images(config, data), config, n_candidates, out, device=device, log=log)

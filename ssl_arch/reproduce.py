@@ -11,6 +11,7 @@ import ssl_arch
 from . import study
 from .preset import Preset, get_preset, preset_to_dict
 from .files import atomic_write
+from .outputs import claim_folder
 
 # %% auto #0
 __all__ = ['STAGES', 'reproduce']
@@ -54,6 +55,10 @@ def reproduce(preset: str | Preset = 'tiny', # 'smoke', 'tiny', 'paper', a prese
     for name in stages: study._check(name in STAGES, 'stage', name, f"one of {', '.join(map(repr, STAGES))}")
     root = (Path(out) / preset.name).resolve()
     figures = Path(figures or preset.run.figures or root / 'paper_figures').resolve()
+    if 'figures' in stages:
+        from ssl_arch.figures import figures_folder
+        figures_folder(figures, make=False)   # a folder the figures may not use is refused now, not after the studies
+    claim_folder(root, 'reproduce', dict(preset=preset.name), option='out', adopt=lambda f: (f / 'preset.json').exists())
     t0, seconds, stages = time.time(), {}, list(stages)
     runs = _earlier_runs(root, preset.name, seed)
     this_run = dict(started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)), stage_seconds=seconds,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03b_results.ipynb #12c88ef7
 from __future__ import annotations
-import math, numbers
+import json, math, numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from .files import atomic_write
 
 # %% auto #0
 __all__ = ['RESULTS_FORMAT', 'COLUMNS', 'REQUIRED_COLUMNS', 'TEXT_COLUMNS', 'SORT_COLUMNS', 'ResultsError', 'Column',
-           'results_record', 'write_results', 'read_results']
+           'results_record', 'write_results', 'read_results', 'is_records_file']
 
 # %% ../nbs/03b_results.ipynb #d8f19459
 RESULTS_FORMAT = 'ssl_arch.results/1'  # written in every row of every results table; `read_results` refuses any other
@@ -139,3 +139,10 @@ def read_results(path: str | Path, # a results.csv file, or a study folder holdi
     if missing: raise ResultsError(f"columns of {str(path)!r}={missing} are missing: "
                                    f"every results table has {list(REQUIRED_COLUMNS)}")
     return df
+
+# %% ../nbs/03b_results.ipynb #50515038
+def is_records_file(path: str | Path) -> bool:
+    "Whether `path` holds a JSON list of results records (each with arch_id, eval_data and top1), as probes and supervised runs write."
+    try: rows = json.loads(Path(path).read_text())
+    except (OSError, ValueError): return False
+    return isinstance(rows, list) and all(isinstance(r, dict) and {'arch_id', 'eval_data', 'top1'} <= set(r) for r in rows)

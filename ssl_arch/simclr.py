@@ -5,6 +5,7 @@
 # %% ../nbs/02_simclr.ipynb #af6d44c3
 from __future__ import annotations
 import json, math, os, time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import ssl_arch
 from .augment import SimCLRAugmentation
 from .archs import get_spec, build_backbone, spec_from_json, SpecError
 from .files import save_json
+from .outputs import claim_folder, folder_lock
 from .data import load_corpus
 from .sources import check_data, data_fingerprint, data_kind, open_corpus
 from .streaming import ResizedCrops, plan_loader
@@ -29,9 +31,10 @@ from .distributed import (all_gather_with_grad, all_reduce_mean, barrier, gather
                           init_distributed, is_main_process, rank_seed, rng_state, seed_everything, set_rng_state)
 
 # %% auto #0
-__all__ = ['CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'PretrainError', 'NTXentLoss', 'ProjectionHead', 'SimCLRModel',
-           'PretrainConfig', 'check_run_folder', 'simclr_step', 'resolve_config', 'build_run', 'restore_run',
-           'augment_views', 'epoch_batches', 'train_epoch', 'pretrain', 'load_backbone']
+__all__ = ['CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'CHANCE_STEPS', 'CHANCE_TOLERANCE', 'PretrainError',
+           'NTXentLoss', 'ProjectionHead', 'SimCLRModel', 'PretrainConfig', 'check_run_folder', 'simclr_step',
+           'resolve_config', 'build_run', 'restore_run', 'augment_views', 'epoch_batches', 'train_epoch', 'chance_loss',
+           'at_chance', 'check_learned', 'pretrain', 'load_backbone']
 
 # %% ../nbs/02_simclr.ipynb #23616c5a
 class PretrainError(TrainingError):
@@ -290,6 +293,39 @@ def _monitor_due(config: PretrainConfig, epoch: int) -> bool:
     "Whether the monitor runs after `epoch` (0-based): every `knn_every` epochs, and after the last."
     return bool(config.knn_every) and ((epoch + 1) % config.knn_every == 0 or epoch + 1 == config.epochs)
 
+# %% ../nbs/02_simclr.ipynb #bd45adec
+CHANCE_STEPS, CHANCE_TOLERANCE = 3, 1e-3  # the last 3 losses of an epoch within 1e-3 of ln(2N-1): collapsed
+
+def chance_loss(batch_size: int) -> float:
+    "NT-Xent when every embedding is the same point: ln(2N - 1) for a batch of N images (2N views)."
+    return math.log(2 * batch_size - 1)
+
+def at_chance(losses, batch_size: int) -> bool:
+    "Whether the last `CHANCE_STEPS` losses all sit within `CHANCE_TOLERANCE` of chance (the embeddings collapsed)."
+    last = list(losses)[-CHANCE_STEPS:]
+    return bool(last) and all(abs(l - chance_loss(batch_size)) < CHANCE_TOLERANCE for l in last)
+
+def check_learned(metrics: dict, # a run's metrics (`pretrain`'s result)
+                  out) -> dict: # its folder, for the message
+    "`metrics`, unless the run's last epoch ended at chance: then a one-line `PretrainError` (the checkpoint stays)."
+    last, c = (metrics.get('history') or [{}])[-1], metrics.get('config', {})
+    if last.get('collapsed'):
+        raise PretrainError(f"the run in {out} collapsed: its loss sat at chance, ln(2x{c['batch_size']}-1) = "
+                            f"{chance_loss(c['batch_size']):.4f}, at the end of epoch {last['epoch']} (every embedding the "
+                            f"same point: nothing learned); lower lr={c['lr']} and run it in another folder")
+    return metrics
+
+# %% ../nbs/02_simclr.ipynb #9c0229e0
+def _is_run(folder: Path) -> bool: return (folder / CONFIG_FILE).exists()   # a run folder made before output manifests
+
+@contextmanager
+def _run_writer(out: Path, config: PretrainConfig):
+    "While a run writes `out`: rank 0 holds its lock, having checked the folder again under it and written config.json."
+    with folder_lock(claim_folder(out, 'pretrain', adopt=_is_run)) if is_main_process() else nullcontext():
+        if is_main_process() and not check_run_folder(out, config): save_json(config.to_dict(), out / CONFIG_FILE)
+        barrier()
+        yield
+
 # %% ../nbs/02_simclr.ipynb #b06cb28d
 def pretrain(config: PretrainConfig, # what to train (a preset's `pretrain_config(arch, data)`)
              out, # run folder: config.json, checkpoint.pt, metrics.json, tb/
@@ -313,6 +349,7 @@ def pretrain(config: PretrainConfig, # what to train (a preset's `pretrain_confi
     config, out = resolve_config(config, spec, device, get_world_size(), 224 if streamed else images.shape[-1]), Path(out)
     _check(not (config.sync_bn and config.world_size > 1 and device.type != 'cuda'), 'sync_bn', True,
            "False on the CPU: torch's SyncBatchNorm runs on CUDA only")
+    if is_main_process(): claim_folder(out, 'pretrain', adopt=_is_run, make=False)  # refused before any compute
     resuming = check_run_folder(out, config)
     _check(config.batch_size <= len(images), 'batch_size', config.batch_size, f'at most {len(images)}, the images in {config.data!r}')
     n, image_size = len(images), config.image_size
@@ -328,16 +365,14 @@ def pretrain(config: PretrainConfig, # what to train (a preset's `pretrain_confi
     data = dict(data=config.data, location='(images given in memory)') if given else data_fingerprint(config.data, config.data_root)
     meta = dict(config=config.to_dict(), spec=spec.to_dict(), small_images=small_images, image_size=image_size,
                 images=n, steps_per_epoch=steps, device=str(device), versions=library_versions(), data=data)
-    if start >= config.epochs: return _metrics(meta, history)
-    out.mkdir(parents=True, exist_ok=True)
-    if is_main_process() and not resuming: save_json(config.to_dict(), out / CONFIG_FILE)
-    barrier()
+    if start >= config.epochs: return check_learned(_metrics(meta, history), out)
     augment = SimCLRAugmentation(image_size, crop=not streamed).to(device) if augment is None else augment
     loss = NTXentLoss(config.temperature) if loss is None else loss
     run = dict(out=out, ckpt_path=ckpt_path, spec=spec, meta=meta, steps=steps, device=device, monitor=monitor,
                small_images=small_images, image_size=image_size, progress=progress, compile=compile)
-    return _train(config, model, optimizer, scheduler, augment, loss, images if streamed else images.to(device), start,
-                  history, **run)
+    with _run_writer(out, config):
+        return check_learned(_train(config, model, optimizer, scheduler, augment, loss, images if streamed else images.to(device),
+                                    start, history, **run), out)
 
 # %% ../nbs/02_simclr.ipynb #58cb1d11
 def _train(config, model, optimizer, scheduler, augment, loss, images, start, history, *, out, ckpt_path, spec,
@@ -360,11 +395,12 @@ def _train(config, model, optimizer, scheduler, augment, loss, images, start, hi
             try: losses = train_epoch(net, optimizer, scheduler, augment, loss, images, config, epoch, on_step, device, waited)
             except NonFiniteLossError as e:
                 last = f"{ckpt_path} (epoch {epoch})" if epoch else 'none (no epoch finished)'
-                raise NonFiniteLossError(f"{e}; the last good checkpoint stays: {last}") from None
+                raise NonFiniteLossError(f"{e}; the last good checkpoint stays: {last}; lower lr={config.lr}") from None
             seconds = time.perf_counter() - t0
             record = dict(epoch=epoch + 1, step=(epoch + 1) * steps, loss=float(np.mean([l for l, _ in losses])),
                           lr=losses[-1][1], seconds=round(seconds, 3),
-                          images_per_s=round(steps * config.batch_size / seconds, 1), data_s=round(sum(waited), 3))
+                          images_per_s=round(steps * config.batch_size / seconds, 1), data_s=round(sum(waited), 3),
+                          collapsed=at_chance([l for l, _ in losses], config.batch_size))
             if monitor is not None and _monitor_due(config, epoch):
                 record['knn_top1'] = monitor(model.backbone, device) if main else None
             history.append(record)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_study.ipynb #8fc14f77
 from __future__ import annotations
-import hashlib, json, os, shutil, subprocess, sys, time
+import ast, hashlib, json, math, os, shutil, subprocess, sys, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,15 +13,17 @@ import pandas as pd
 import ssl_arch
 from . import archs, datasets
 from .files import atomic_write
-from .results import read_results, results_record, write_results
+from .results import COLUMNS, ResultsError, read_results, results_record, write_results
+from .outputs import claim_folder
+from .evaluate import PROTOCOLS
 from .preset import Preset
 from .simclr import PretrainConfig
 
 # %% auto #0
-__all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'BASELINES', 'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir', 'is_done',
-           'run_unit', 'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units', 'collect_results',
-           'run_units', 'run_group', 'baseline_spec', 'search_unit', 'searched_spec', 'study_b_units',
-           'export_searches', 'run_study_b', 'run_study_a']
+__all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'ROW_KEY', 'BASELINES', 'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir',
+           'is_done', 'run_unit', 'check_parameters', 'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard',
+           'shard_units', 'collect_results', 'run_units', 'run_group', 'baseline_spec', 'search_unit', 'searched_spec',
+           'study_b_units', 'export_searches', 'check_study_options', 'run_study_b', 'run_study_a']
 
 # %% ../nbs/04_study.ipynb #7d5cc254
 class StudyError(ValueError):
@@ -57,6 +59,13 @@ def is_done(root: Path, unit: Unit) -> bool:
     try: return json.loads(marker.read_text())['key'] == unit.key
     except (FileNotFoundError, json.JSONDecodeError, KeyError): return False
 
+# %% ../nbs/04_study.ipynb #b06a866e
+def _unit_failed(root: Path, unit: Unit, error: str, log: Path) -> StudyError:
+    "A failed unit as one line: its name, its error, where the traceback is (and what to do about an older unit folder)."
+    stale = f' (units/{unit.name} was left by another version or plan: move it away to recompute the unit)' \
+            if 'is not allowed' in error and str(unit_dir(root, unit)) in error else ''
+    return StudyError(f"unit={unit.name!r} failed: {' '.join(error.split())}{stale}; traceback in {log}")
+
 # %% ../nbs/04_study.ipynb #a54e9d95
 PATH_PARAMETERS = ('out', 'checkpoint', 'cache_dir')  # unit parameters that are paths relative to the study folder
 
@@ -74,16 +83,34 @@ def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1) -> float:
     (root / 'notebooks').mkdir(parents=True, exist_ok=True); unit_dir(root, unit).mkdir(parents=True, exist_ok=True)
     if unit.notebook == 'pretrain' and gpus_per_run > 1:
         with open(root / 'notebooks' / f'{unit.name}.log', 'w') as log:
-            subprocess.run(_torchrun_command(root, unit, gpus_per_run), cwd=root, stdout=log, stderr=subprocess.STDOUT, check=True)
+            r = subprocess.run(_torchrun_command(root, unit, gpus_per_run), cwd=root, stdout=log, stderr=subprocess.STDOUT)
+        if r.returncode: raise _unit_failed(root, unit, f'exit status {r.returncode}', root / 'notebooks' / f'{unit.name}.log')
     else:  # paths made absolute here, not through papermill's cwd=: that chdir()s the whole process, and units run in threads
         params = {k: str(root / v) if k in PATH_PARAMETERS and v else v for k, v in unit.parameters.items()}
-        pm.execute_notebook(str(EXPERIMENTS_DIR / f'{unit.notebook}.ipynb'), str(root / 'notebooks' / f'{unit.name}.ipynb'),
-                            parameters=params, kernel_name='python3', language='python', progress_bar=False)
+        executed = root / 'notebooks' / f'{unit.name}.ipynb'
+        try: pm.execute_notebook(str(EXPERIMENTS_DIR / f'{unit.notebook}.ipynb'), str(executed),
+                                 parameters=params, kernel_name='python3', language='python', progress_bar=False)
+        except pm.PapermillExecutionError as e: raise _unit_failed(root, unit, f'{e.ename}: {e.evalue}', executed) from None
     seconds = time.time() - t0
     atomic_write(unit_dir(root, unit) / 'DONE.json',
                       json.dumps(dict(key=unit.key, notebook=unit.notebook, parameters=unit.parameters, seconds=seconds,
                                       finished=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))))
     return seconds
+
+# %% ../nbs/04_study.ipynb #2efab24a
+def _assigned(source: str) -> list[str]:
+    "The names a cell's top-level statements assign (`x = ...`, `x: int = ...`)."
+    targets = [t for node in ast.parse(source).body for t in
+               (node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else [])]
+    return [t.id for t in targets if isinstance(t, ast.Name)]
+
+def check_parameters(history: list[str]) -> list[str]: # IPython's `In`: the sources of the cells run so far
+    "Refuse a parameter papermill injected that the notebook's `parameters` cell does not define; returns the injected names."
+    injected = [i for i, s in enumerate(history) if i > 0 and s.lstrip().startswith('# Parameters')]
+    if not injected: return []                             # run without parameters, or by hand
+    allowed, given = _assigned(history[injected[-1] - 1]), _assigned(history[injected[-1]])
+    for name in given: _check(name in allowed, 'parameter', name, f"one of this notebook's parameters: {', '.join(allowed)}")
+    return given
 
 # %% ../nbs/04_study.ipynb #7c489a5d
 def pretrain_unit(config: PretrainConfig, # what to pretrain (arch, corpus, seed and all)
@@ -125,7 +152,7 @@ def study_a_units(preset: Preset, # the plan, spaces and pretraining (`ssl_arch.
 # %% ../nbs/04_study.ipynb #211e6442
 def parse_shard(shard: str | None) -> tuple[int, int]:
     "'k/n' (machine k of n, counted from 1) as (k, n); None means the whole study, (1, 1)."
-    if shard in (None, ''): return 1, 1
+    if shard is None: return 1, 1
     try: k, n = (int(x) for x in str(shard).split('/'))
     except ValueError: k = n = 0
     _check(n >= 1 and 1 <= k <= n, 'shard', shard, "'k/n' with integers 1 <= k <= n, e.g. '2/4'")
@@ -138,9 +165,23 @@ def shard_units(units: list[Unit], shard: str | None) -> list[Unit]:
     mine = set(groups[k - 1::n])
     return [u for u in units if u.group in mine]
 
+# %% ../nbs/04_study.ipynb #0b421560
+ROW_KEY = ('unit', 'arch_id', 'eval_data', 'init', 'protocol', 'seed')  # a row of a study's table: a new one replaces the old
+_INTS = {c.name for c in COLUMNS if c.type is int}
+
+def _earlier_rows(path: Path, rows: list[dict]) -> list[dict]:
+    "The rows of the table at `path` that `rows` do not replace (by `ROW_KEY`), as records."
+    if not path.exists(): return []
+    try: old = read_results(path)
+    except ResultsError as e: raise StudyError(f"{e}; move it away and the study writes a new one from its units") from None
+    new = {tuple(r.get(k) for k in ROW_KEY) for r in rows}
+    return [{k: int(v) if k in _INTS and isinstance(v, float) else v for k, v in r.items()
+             if not (isinstance(v, float) and math.isnan(v))}
+            for r in old.to_dict('records') if tuple(r.get(k) for k in ROW_KEY) not in new]
+
 # %% ../nbs/04_study.ipynb #0c6447ec
 def collect_results(root: Path, units: list[Unit], preset: str) -> pd.DataFrame:
-    "The records of every finished evaluation unit in `root`, as one table (written to `root/results.csv`)."
+    "The records of every finished evaluation unit in `root`, merged into the study's table (`root/results.csv`)."
     rows = []
     for u in units:
         if u.records and is_done(root, u):
@@ -148,6 +189,7 @@ def collect_results(root: Path, units: list[Unit], preset: str) -> pd.DataFrame:
                 if os.path.isabs(r.get('checkpoint') or ''):  # relative to the study folder, which can move
                     r['checkpoint'] = os.path.relpath(r['checkpoint'], Path(root).resolve())
                 rows.append(results_record({**r, **u.tags, 'preset': preset, 'unit': u.name}))
+    rows += _earlier_rows(Path(root) / 'results.csv', rows)   # rows of units this run did not plan (other options) stay
     if not rows: return pd.DataFrame(rows)
     return read_results(write_results(rows, Path(root) / 'results.csv'))  # the table as every later step reads it
 
@@ -301,14 +343,29 @@ def export_searches(root: Path, units: list[Unit]):
         dst = Path(root) / 'search' / u.parameters['data']
         dst.mkdir(parents=True, exist_ok=True)
         for f in src.iterdir():
-            if f.is_file(): shutil.copy2(f, dst / f.name)
+            if f.is_file() and not f.name.startswith('.ssl_arch-'): shutil.copy2(f, dst / f.name)   # not its manifest or lock
+
+# %% ../nbs/04_study.ipynb #d46f3c24
+def check_study_options(seed: int, protocol: str | None, shard: str | None, executor: str, gpus_per_run: int, jobs: int):
+    "Refuse a study option before anything runs, naming it, its value and what is allowed."
+    _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, 'seed', seed, 'an integer >= 0')
+    _check(protocol is None or protocol in PROTOCOLS, 'protocol', protocol, f"one of {', '.join(map(repr, PROTOCOLS))}")
+    parse_shard(shard)
+    _check(executor in ('local', 'slurm'), 'executor', executor, "'local' or 'slurm'")
+    _check(isinstance(gpus_per_run, int) and gpus_per_run >= 1, 'gpus_per_run', gpus_per_run, 'a positive integer')
+    _check(isinstance(jobs, int) and jobs >= 1, 'jobs', jobs, 'a positive integer')
+
+def _claim_study(out: Path, study: str, preset: Preset) -> Path:
+    "The study folder, claimed for `study` ('a' or 'b') on `preset` (a folder of units from before manifests is taken back)."
+    return claim_folder(out, 'study', dict(study=study, preset=preset.name), adopt=lambda f: (f / 'units').is_dir())
 
 # %% ../nbs/04_study.ipynb #e05c2b7d
 def run_study_b(out, preset: Preset, seed: int = 0, shard: str | None = None, executor: str = 'local',
                 gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, protocol: str | None = None,
                 jobs: int = 1, threads_per_unit: int | None = None) -> pd.DataFrame:
     "Run study B's searches, then its second phase (planned from what the searches found); return its results table."
-    t0, out = time.time(), Path(out).resolve()
+    check_study_options(seed, protocol, shard, executor, gpus_per_run, jobs)
+    t0, out = time.time(), _claim_study(Path(out).resolve(), 'b', preset)
     run = dict(shard=shard, executor=executor, gpus_per_run=gpus_per_run, slurm=slurm, progress=progress, jobs=jobs,
                threads_per_unit=threads_per_unit)
     plan = lambda: study_b_units(out, preset, seed, protocol)
@@ -334,7 +391,8 @@ def run_study_a(out, # study folder
                 gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, jobs: int = 1,
                 threads_per_unit: int | None = None, **plan) -> pd.DataFrame:
     "Plan study A (see `study_a_units`), run this shard of it, and return the results table."
-    units, out = study_a_units(preset, seed, **plan), Path(out).resolve()
+    check_study_options(seed, plan.get('protocol'), shard, executor, gpus_per_run, jobs)
+    units, out = study_a_units(preset, seed, **plan), _claim_study(Path(out).resolve(), 'a', preset)
     t0 = time.time()
     table = run_units(out, units, preset.name, shard, executor, gpus_per_run, slurm, progress, jobs, threads_per_unit)
     done = sum(is_done(Path(out), u) for u in units)

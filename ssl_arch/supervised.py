@@ -20,10 +20,11 @@ from . import datasets
 from .archs import arch_record, build_model, get_spec
 from .augment import eval_transform
 from .distributed import rank_seed, seed_everything
-from .results import results_record
+from .results import is_records_file, results_record
 from .training import (result_fields, NonFiniteLossError, build_optimizer, resolve_device, scaled_lr, speed_choices,
                                warmup_cosine_scheduler, weights_hash)
 from .files import save_json
+from .outputs import output_file
 
 # %% auto #0
 __all__ = ['SupervisedError', 'random_crop_flip', 'SupervisedConfig', 'check_labelled', 'load_labelled', 'supervised_step',
@@ -244,7 +245,7 @@ def supervised_run(config: SupervisedConfig, # what to train
     "Run `train_supervised(config)` and write its record to `out` as a one-record JSON list, atomically."
     out = Path(out)
     _check(out.suffix == '.json', 'out', str(out), 'a path ending in .json')
+    output_file(out, 'out', '.json', replaces=is_records_file)   # a folder, a file of another kind, unwritable: refused first
     record = train_supervised(config, device)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_json([record], out)
     return record

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from ssl_arch.figures import write_paper_figures, write_synthetic_results, figures_run
+from ssl_arch.outputs import MANIFEST, claim_folder, record_files
 
 FIGURES = ['fig1_correlation_resnet', 'fig1_correlation_mobilenet', 'fig2_pretrain_vs_downstream',
            'fig3_params_vs_accuracy', 'fig4_top_bottom_ratio', 'fig7_searched_architectures',
@@ -34,7 +35,7 @@ def test_every_expected_file_is_written(full):
     for t in TABLES: assert {f'{t}.md', f'{t}.csv'} <= names, t
     assert {'fig5_samples.png', 'fig5_samples.svg', 'README.md', 'paper_comparison.csv', 'check_simclr_vs_random.md',
             'check_best_architectures.csv'} <= names
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)         # nothing else: no temporary files left
+    assert sorted(p.name for p in out.iterdir()) == sorted(names | {MANIFEST})   # nothing else: no temporary files left
 
 
 def test_images_decode_and_vector_files_parse(full):
@@ -142,8 +143,9 @@ def test_missing_study_b_is_skipped_with_a_reason(tmp_path, capsys):
     (results / 'meta.json').unlink()                                   # meta.json may be missing too
     a = pd.read_csv(results / 'study_a' / 'results.csv')               # and the corpus's own evaluation
     a[a.eval_data != a.pretrain_data].to_csv(results / 'study_a' / 'results.csv', index=False)
-    (tmp_path / 'out').mkdir()
-    (tmp_path / 'out' / 'table1_searched_vs_handcrafted.md').write_text('from an earlier run')   # stale: removed
+    earlier = claim_folder(tmp_path / 'out', 'figures')                                       # an earlier run wrote
+    (earlier / 'table1_searched_vs_handcrafted.md').write_text('from an earlier run')            # table 1 (stale: removed)
+    record_files(earlier, [earlier / 'table1_searched_vs_handcrafted.md'])
     (tmp_path / 'out' / 'notes.txt').write_text('mine')                                          # not ours: kept
     files = [Path(p) for p in figures_run(str(results), str(tmp_path / 'out'))]
     assert not (tmp_path / 'out' / 'table1_searched_vs_handcrafted.md').exists()
@@ -162,11 +164,10 @@ def test_missing_study_b_is_skipped_with_a_reason(tmp_path, capsys):
 def test_experiment_notebook_runs_under_papermill(tmp_path):
     import papermill as pm
     nb = Path(__file__).resolve().parents[1] / 'nbs' / 'experiments' / 'paper_figures.ipynb'
-    results = tmp_path / 'results'
-    (results / 'study_a').mkdir(parents=True)                          # a results folder with nothing run yet
+    results = write_synthetic_results(tmp_path / 'results', study_b=False, n_per_family=4)   # study B not run yet
     pm.execute_notebook(str(nb), str(tmp_path / 'executed.ipynb'), kernel_name='python3', language='python',
                         progress_bar=False, parameters=dict(results=str(results), out=str(tmp_path / 'out')))
     readme = (tmp_path / 'out' / 'README.md').read_text()
-    assert 'study A not run yet' in readme and (tmp_path / 'out' / 'table5_datasets.csv').exists()
+    assert 'study B not run yet' in readme and (tmp_path / 'out' / 'table5_datasets.csv').exists()
     executed = json.loads((tmp_path / 'executed.ipynb').read_text())
     assert any('files written to' in ''.join(o.get('text', '')) for c in executed['cells'] for o in c.get('outputs', []))

@@ -54,9 +54,10 @@ def test_no_import_cycles_in_the_library():
     assert find_cycle(g) is None, f"import cycle: {' -> '.join(find_cycle(g))}"
 
 
-# The layers, lowest first: a module imports only from layers below its own. Data -> architectures -> training pieces
-# -> pretraining / search / supervised -> features and probes -> presets -> studies -> analysis -> figures -> the job.
-LAYERS = [('files', 'datasets'), ('suite',), ('data', 'augment', 'distributed'), ('archs', 'fixtures', 'sources', 'streaming'), ('proxyless',),
+# The layers, lowest first: a module imports only from layers below its own. Files -> output folders and data sets
+# -> data naming, streaming and fixtures -> architectures -> training pieces -> pretraining / search / supervised
+# -> features and probes -> presets -> studies -> analysis -> figures -> the job.
+LAYERS = [('files',), ('outputs', 'datasets'), ('suite',), ('data', 'augment', 'distributed'), ('archs', 'fixtures', 'sources', 'streaming'), ('proxyless',),
           ('training', 'results'), ('simclr',), ('proxyless_search', 'supervised'), ('evaluate',), ('preset',),
           ('study',), ('analysis',), ('figures',), ('reproduce',), ('cli',)]
 
