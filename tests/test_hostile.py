@@ -28,7 +28,9 @@ def cli(*args, timeout=300, **kw):
 def start(*args):
     "`ssl-arch ARGS` started in the background."
     return subprocess.Popen([sys.executable, '-m', 'ssl_arch.cli', *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'),
+                            # a job started in the background by a shell inherits SIGINT ignored: Ctrl-C must reach it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def in_process(*args):
