@@ -31,10 +31,10 @@ from .distributed import (all_gather_with_grad, all_reduce_mean, barrier, gather
                           init_distributed, is_main_process, rank_seed, rng_state, seed_everything, set_rng_state)
 
 # %% auto #0
-__all__ = ['CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'CHANCE_STEPS', 'CHANCE_TOLERANCE', 'PretrainError',
-           'NTXentLoss', 'ProjectionHead', 'SimCLRModel', 'PretrainConfig', 'check_run_folder', 'simclr_step',
-           'resolve_config', 'build_run', 'restore_run', 'augment_views', 'epoch_batches', 'train_epoch', 'chance_loss',
-           'at_chance', 'check_learned', 'pretrain', 'load_backbone']
+__all__ = ['CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'CHANCE_STEPS', 'CHANCE_TOLERANCE', 'TIMING_FIELDS',
+           'PretrainError', 'NTXentLoss', 'ProjectionHead', 'SimCLRModel', 'PretrainConfig', 'check_run_folder',
+           'simclr_step', 'resolve_config', 'build_run', 'restore_run', 'augment_views', 'epoch_batches', 'train_epoch',
+           'chance_loss', 'at_chance', 'check_learned', 'pretrain', 'load_backbone']
 
 # %% ../nbs/02_simclr.ipynb #23616c5a
 class PretrainError(TrainingError):
@@ -373,6 +373,9 @@ def pretrain(config: PretrainConfig, # what to train (a preset's `pretrain_confi
     with _run_writer(out, config):
         return check_learned(_train(config, model, optimizer, scheduler, augment, loss, images if streamed else images.to(device),
                                     start, history, **run), out)
+
+# %% ../nbs/02_simclr.ipynb #77545a6d
+TIMING_FIELDS = ('seconds', 'images_per_s', 'data_s')  # wall-clock fields of a history record: the only ones two identical runs differ in
 
 # %% ../nbs/02_simclr.ipynb #58cb1d11
 def _train(config, model, optimizer, scheduler, augment, loss, images, start, history, *, out, ckpt_path, spec,

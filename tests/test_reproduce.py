@@ -9,9 +9,11 @@ import pytest
 
 @pytest.fixture(scope='module')
 def reproduced(tmp_path_factory):
-    "The smoke preset through a user's preset file that changes one field (one pretraining epoch instead of two)."
+    """The smoke preset through a user's preset file that changes two fields: one pretraining epoch instead of two, and the
+    kNN probe. The converged L-BFGS probe costs up to 20 s on a MobileNet's 1280 features (tests/test_paper_smoke.py and
+    nbs/03_evaluate.ipynb run it); what this file tests is the reproduction around the probe."""
     root = tmp_path_factory.mktemp('reproduce')
-    (root / 'smoke-short.toml').write_text('base = "smoke"\n[pretrain]\nepochs = 1\n')
+    (root / 'smoke-short.toml').write_text('base = "smoke"\nprobe = "knn"\n[pretrain]\nepochs = 1\n')
     t0 = time.time()
     r = subprocess.run([sys.executable, '-c', 'import sys; from ssl_arch.cli import main; sys.exit(main())', 'reproduce',
                         '--preset', str(root / 'smoke-short.toml'), '--out', str(root / 'runs'), '--figures', str(root / 'figures')],
@@ -20,14 +22,14 @@ def reproduced(tmp_path_factory):
     return root / 'runs' / 'smoke-short', root / 'figures', time.time() - t0, r.stdout
 
 
-def test_the_preset_file_changed_one_field_and_kept_the_rest(reproduced):
+def test_the_preset_file_changed_two_fields_and_kept_the_rest(reproduced):
     runs, _, _, _ = reproduced
     preset = json.loads((runs / 'preset.json').read_text())
-    assert preset['name'] == 'smoke-short' and preset['pretrain']['epochs'] == 1
+    assert preset['name'] == 'smoke-short' and preset['pretrain']['epochs'] == 1 and preset['probe'] == 'knn'
     smoke = __import__('ssl_arch.preset', fromlist=['get_preset']).get_preset('smoke')
     assert preset['pretrain']['batch_size'] == smoke.pretrain.batch_size and preset['resnet']['n'] == smoke.resnet.n
     a = pd.read_csv(runs / 'study_a' / 'results.csv')
-    assert set(a[a.init == 'simclr'].epochs) == {1} and set(a.preset) == {'smoke-short'}
+    assert set(a[a.init == 'simclr'].epochs) == {1} and set(a.preset) == {'smoke-short'} and set(a.protocol) == {'knn'}
 
 
 def test_stages_and_time_are_reported(reproduced):

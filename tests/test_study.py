@@ -10,7 +10,9 @@ from ssl_arch.results import read_results
 from ssl_arch.study import run_study_a, study_a_units, is_done
 
 SMOKE = get_preset('smoke')
-PLAN = dict(n_resnet=1, n_mobilenet=1, sets=['tiny-objects', 'tiny-digits'])
+# The kNN probe: these tests are about sweeping, resuming and sharding, and the converged L-BFGS probe costs up to 20 s
+# on a MobileNet's 1280 features (tests/test_paper_smoke.py and nbs/03_evaluate.ipynb run it).
+PLAN = dict(n_resnet=1, n_mobilenet=1, sets=['tiny-objects', 'tiny-digits'], protocol='knn')
 TIMING = ['features_s', 'probe_s', 'unit']  # wall-clock fields and bookkeeping differ between runs by nature
 
 
