@@ -21,9 +21,9 @@ from .outputs import claim_folder
 from .training import NonFiniteLossError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'SET', 'USER_ERRORS', 'OS_ERRORS', 'command', 'archs_show', 'archs_sample', 'data_list', 'data_build',
-           'data_fixtures', 'config_parser', 'pretrain', 'probe', 'study', 'search', 'random_search', 'supervised',
-           'figures', 'reproduce', 'main']
+__all__ = ['COMMANDS', 'SET', 'EXAMPLES', 'REQUIRED', 'USER_ERRORS', 'OS_ERRORS', 'command', 'archs_show', 'archs_sample',
+           'data_list', 'data_build', 'data_fixtures', 'config_parser', 'pretrain', 'probe', 'study', 'search',
+           'random_search', 'supervised', 'figures', 'reproduce', 'version_line', 'command_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #d3a2663f
 COMMANDS: dict[str, callable] = {}  # 'archs show' -> function
@@ -279,6 +279,26 @@ def _download(name: str, args: dict) -> None:
         if d in DOWNLOADABLE and not (data_root(root) / d).is_dir():
             print(f"downloading {d} into {download_data(d, root)}")
 
+# %% ../nbs/90_cli.ipynb #f6293325
+# One example per command, shown under its --help; a test parses each, so none goes stale.
+EXAMPLES = {
+    'archs show': 'ssl-arch archs show resnet50 --resolution 224',
+    'archs sample': 'ssl-arch archs sample --family mobilenet --n 5 --preset paper',
+    'data list': 'ssl-arch data list --all',
+    'data build': 'ssl-arch data build --root data',
+    'data fixtures': 'ssl-arch data fixtures --root fixtures',
+    'pretrain': 'ssl-arch pretrain --arch resnet18 --data tiny-objects --epochs 5 --out runs/r18',
+    'probe': 'ssl-arch probe --checkpoint runs/r18 --data tiny-digits,tiny-lowres --init both --out runs/r18/probe.json',
+    'search': 'ssl-arch search --data tiny-objects --out runs/search',
+    'random-search': 'ssl-arch random-search --data tiny-objects --n-candidates 4 --out runs/random-search',
+    'supervised': 'ssl-arch supervised --arch mobilenet_v2 --data tiny-digits --out runs/sup/mobilenet_v2.json',
+    'study': 'ssl-arch study --study a --preset tiny --jobs 2 --shard 1/2',
+    'figures': 'ssl-arch figures --results runs/reproduce/tiny --out my_figures',
+    'reproduce': 'ssl-arch reproduce --preset paper --data-root /datasets',
+}
+REQUIRED = {'pretrain': ('arch', 'data', 'out'), 'probe': ('checkpoint', 'data', 'out'), 'supervised': ('arch', 'data', 'out'),
+            'search': ('data', 'out'), 'random-search': ('data', 'out'), 'data fixtures': ('root',)}  # (a --config gives arch and data)
+
 # %% ../nbs/90_cli.ipynb #e400fa9c
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NonFiniteLossError)  # the project's own refusals (ValueErrors)
 OS_ERRORS = {errno.ENOSPC: 'free some space, or write to another folder', errno.EDQUOT: 'free some space, or write to another folder',
@@ -289,23 +309,41 @@ OS_ERRORS = {errno.ENOSPC: 'free some space, or write to another folder', errno.
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {(f.__doc__ or '').splitlines()[0]}" for name, f in sorted(COMMANDS.items())]
-    return "usage: ssl-arch COMMAND [ARGS]   (ssl-arch COMMAND --help for its arguments)\n\ncommands:\n" + "\n".join(lines)
+    return ("usage: ssl-arch COMMAND [ARGS]   (ssl-arch COMMAND --help for its arguments and an example;"
+            " ssl-arch --version)\n\ncommands:\n" + "\n".join(lines))
 
 def _error(name: str, message: str, status: int) -> int:
     print(f"ssl-arch {name}: {' '.join(str(message).split())}", file=sys.stderr)  # one line, however the message was wrapped
     return status
 
+def version_line() -> str:
+    "What `ssl-arch --version` prints: this package's version and those its results depend on."
+    import platform, torch, torchvision
+    from ssl_arch import __version__
+    return f"ssl-arch {__version__} (torch {torch.__version__}, torchvision {torchvision.__version__}, python {platform.python_version()})"
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    "The parser of command `name`, with its required options marked and one example in its help."
+    func = COMMANDS[name]
+    p = (getattr(func, 'parser', None) or (lambda prog: anno_parser(func, prog=prog)))(f"ssl-arch {name}")
+    for a in p._actions:
+        if a.dest in REQUIRED.get(name, ()) and '(required' not in (a.help or ''): a.help = f"{a.help} (required)"
+    if name in EXAMPLES: p.formatter_class, p.epilog = argparse.RawDescriptionHelpFormatter, f"example:\n  {EXAMPLES[name]}"
+    return p
+
 def main(argv: list[str] | None = None) -> int:
     "Run `ssl-arch` with `argv` (default: the process's arguments)."
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (['--version'], ['-V']):
+        print(version_line())
+        return 0
     name = next((n for n in sorted(COMMANDS, key=len, reverse=True) if argv[:len(n.split())] == n.split()), None)
     if name is None:
         print(_usage(), file=sys.stderr if argv and argv[0] not in ('-h', '--help') else sys.stdout)
         if argv and argv[0] not in ('-h', '--help'): print(f"ssl-arch: error: command={' '.join(argv[:2])!r} is not allowed: one of the commands above", file=sys.stderr)
         return 0 if argv[:1] in (['-h'], ['--help']) else 2
     func = COMMANDS[name]
-    parser = getattr(func, 'parser', None) or (lambda prog: anno_parser(func, prog=prog))
-    args = vars(parser(f"ssl-arch {name}").parse_args(argv[len(name.split()):]))
+    args = vars(command_parser(name).parse_args(argv[len(name.split()):]))
     args.pop('pdb', None); args.pop('xtra', None)
     try:
         if args.pop('download', False): _download(name, args)

@@ -69,7 +69,7 @@ class SupervisedConfig:
     batch_size: int = 256          # images per step
     lr: float = 0.1                # base learning rate at batch 256; the peak is lr x batch_size / 256
     weight_decay: float = 5e-4     # on conv/linear weights only (BN and biases excluded, as in pretraining)
-    momentum: float = 0.9
+    momentum: float = 0.9          # SGD momentum (plain, not Nesterov)
     warmup_epochs: float = 0       # linear warm-up, then cosine to 0
     padding: int = 4               # random-crop padding in pixels (0: no crop)
     flip: bool = True              # random horizontal flip
