@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_proxyless_search.ipynb #3fa26178
 from __future__ import annotations
-import csv, io, json, time
+import csv, io, json, math, time
 from contextlib import nullcontext
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -30,7 +30,7 @@ from .proxyless import (OPS, Cell, ProxylessSpec, cell_layout, channels, check_i
                                 head_layer, mbconv_for, _init_weights)
 
 # %% auto #0
-__all__ = ['SAMPLINGS', 'MODES', 'CellPath', 'GatedPath', 'SupernetCell', 'ProxylessSupernet', 'sample_paths',
+__all__ = ['SAMPLINGS', 'MODES', 'TB_DIR', 'CellPath', 'GatedPath', 'SupernetCell', 'ProxylessSupernet', 'sample_paths',
            'binary_gate_alpha_grad', 'rescale_pair', 'weight_step', 'arch_step', 'arch_optimizer', 'SearchConfig',
            'views_of', 'search_augment', 'SearchResult', 'SearchError', 'search', 'held_out_split', 'search_images',
            'search_run', 'sample_specs', 'search_budget', 'RandomSearchResult', 'random_search', 'random_search_run']
@@ -315,6 +315,20 @@ def _write_outputs(out: Path, spec, history: list, summary: dict):
     save_json(history, out / 'alpha_history.json'); save_json(summary, out / 'search.json')
     if spec is not None: atomic_write(out / 'arch.json', spec_to_json(spec) + '\n')
 
+TB_DIR = 'tb'  # TensorBoard logs of a search, as of a pretraining run
+
+def _entropy(probabilities: list) -> float:
+    "Mean entropy (nats) of the cells' operation distributions: ln(ops) when undecided, 0 when every cell has chosen."
+    return sum(-sum(p * math.log(p) for p in ps if p > 0) for ps in probabilities) / len(probabilities)
+
+def _log_epoch(writer, record: dict, step: int):
+    "One epoch of a search in TensorBoard: losses, the architecture entropy and the current argmax architecture."
+    for tag, key in (('search/weight_loss', 'weight_loss'), ('search/arch_loss', 'arch_loss')):
+        if record[key] is not None: writer.add_scalar(tag, record[key], step)
+    writer.add_scalar('search/arch_entropy', _entropy(record['probabilities']), step)
+    writer.add_text('search/derived', record['derived'], step)
+    writer.flush()
+
 # %% ../nbs/05a_proxyless_search.ipynb #4e740f25
 def _check_search_input(images, held_out, c: SearchConfig, world: int) -> int:
     "Weight steps per epoch, after checking that the data can feed `c`."
@@ -368,6 +382,10 @@ def search(images: torch.Tensor, # unlabelled images for weight steps, uint8 or 
     summary = lambda **kw: dict(config=asdict(c), data=data, world_size=world, small_images=small, **kw)
     alpha0 = [a.detach().clone() for a in net.arch_parameters()]
     net.train(); head.train()
+    writer = None
+    if out is not None and rank == 0:
+        from torch.utils.tensorboard import SummaryWriter  # imported here: only a search that writes its results needs it
+        writer = SummaryWriter(str(Path(out) / TB_DIR), purge_step=0)
     for epoch in range(c.warmup_epochs + c.search_epochs):
         warm, s_epoch = epoch < c.warmup_epochs, epoch - c.warmup_epochs
         phase_steps = (c.warmup_epochs if warm else c.search_epochs) * steps
@@ -384,8 +402,11 @@ def search(images: torch.Tensor, # unlabelled images for weight steps, uint8 or 
             for grp in adam.param_groups: grp['lr'] = _cosine(c.arch_lr, n_arch, arch_total)
             arch_losses.append(arch_step(net.cells, loss_of, adam, c.mode, paths_gen)[0]); n_arch += 1
         history.append(_epoch_record(net, epoch, 'warmup' if warm else 'search', losses, arch_losses, time.perf_counter() - t0))
-        if log: log(f"epoch {epoch} ({history[-1]['phase']}): loss {history[-1]['weight_loss']:.4f}, {history[-1]['derived']}")
+        if log: log(f"epoch {epoch} ({history[-1]['phase']}): loss {history[-1]['weight_loss']:.4f}, "
+                    f"entropy {_entropy(history[-1]['probabilities']):.3f}, {history[-1]['derived']}")
+        if writer: _log_epoch(writer, history[-1], (epoch + 1) * steps)
         if out is not None and rank == 0: _write_outputs(Path(out), None, history, summary(finished=False))
+    if writer: writer.close()
     res = SearchResult(net.derive(), history, c, time.perf_counter() - t0, steps * len(history), n_arch)
     if (problem := _search_problem(net, alpha0, losses, n_arch, c)) is not None:
         if out is not None and rank == 0: _write_outputs(Path(out), None, history, summary(finished=False, error=problem))
