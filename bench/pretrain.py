@@ -6,7 +6,11 @@ For the tiny preset's ResNet18 and MobileNetV2 (the widths study B's baselines u
   (b) full loop: `ssl_arch.simclr.pretrain` itself (batch augmentation on the device, loss, step, logging);
   (c) conventional: per-sample torchvision transforms in DataLoader workers, same model, loss and optimiser, as such a
       pipeline is usually written (float32, NCHW: none of the loop's per-family speed choices);
-  (c') the same with the loop's channels_last / bf16 choices, which isolates what the batched augmentation alone gains.
+  (c') the same with the loop's channels_last / bf16 choices, which isolates what the batched augmentation alone gains;
+  (d) lightly, when importable (a bench-only dependency, e.g. `pip install --target DIR --no-deps lightly==1.6.0
+      lightning-utilities` and PYTHONPATH=DIR): its own SimCLR pipeline as its tutorial writes it -- PIL images,
+      `lightly.transforms.SimCLRTransform` per sample in the DataLoader workers, one forward per view, its `NTXentLoss`;
+      same model, optimiser and batch. The real peer: (b)/(d) is the speed-up a lightly user would see.
 Goals on 2 CPU cores: (b) >= 0.8 x (a) and (b) >= 2 x (c). When the model and the workers share the same cores and
 both are CPU-bound, (b)/(c') cannot exceed about (model + per-sample transforms) / (model + batched augmentation) per
 image, so the script also prints the augmentations' CPU cost per image.
@@ -97,6 +101,43 @@ def conventional(spec, config, steps: int, repeats: int, images, workers: int) -
     return best
 
 
+class LightlyViews(Dataset):
+    "What a lightly user feeds its SimCLR: PIL images through `SimCLRTransform` (two views), as torchvision data sets do."
+    def __init__(self, images):
+        from lightly.transforms import SimCLRTransform
+        self.images = images.permute(0, 2, 3, 1).contiguous().numpy()
+        self.transform = SimCLRTransform(input_size=32, gaussian_blur=0.0)  # lightly's CIFAR-10 settings: no blur at 32 px
+    def __len__(self): return len(self.images)
+    def __getitem__(self, i):
+        from PIL import Image
+        return tuple(self.transform(Image.fromarray(self.images[i])))
+
+
+def lightly_pipeline(spec, config, steps: int, repeats: int, images, workers: int) -> float | None:
+    "(d) images/s of lightly's SimCLR pipeline (None when lightly is not importable)."
+    try: from lightly.loss import NTXentLoss as LightlyNTXent
+    except ImportError: return None
+    model, opt = _model_and_optimiser(spec, config)
+    loss_fn = LightlyNTXent(temperature=config.temperature)
+    loader = DataLoader(LightlyViews(images), batch_size=config.batch_size, shuffle=True, drop_last=True,
+                        num_workers=workers, persistent_workers=workers > 0)
+    it = iter(loader)
+    def step():
+        nonlocal it
+        try: x0, x1 = next(it)
+        except StopIteration: it = iter(loader); x0, x1 = next(it)
+        loss = loss_fn(model(x0), model(x1))
+        opt.zero_grad(); loss.backward(); opt.step()
+        return loss.item()
+    for _ in range(2): step()
+    best = 0.
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps): step()
+        best = max(best, steps * config.batch_size / (time.perf_counter() - t))
+    return best
+
+
 def augmentation_cpu_ms(images) -> tuple[float, float]:
     "CPU milliseconds per image (2 views) of the per-sample torchvision pipeline and of the batched one, 1 thread."
     from ssl_arch.augment import SimCLRAugmentation
@@ -160,14 +201,18 @@ def main():
         plain = config.__class__(**{**config.to_dict(), 'channels_last': False, 'bf16': False})
         rc = conventional(spec, plain, a.steps, a.repeats, images[:a.steps * a.batch_size * 2], a.workers)
         rc2 = conventional(spec, config, a.steps, a.repeats, images[:a.steps * a.batch_size * 2], a.workers)
+        rd = lightly_pipeline(spec, plain, a.steps, a.repeats, images[:a.steps * a.batch_size * 2], a.workers)
         results.append(dict(model=name, arch=spec.id, channels_last=config.channels_last, bf16=config.bf16,
                             ceiling=round(ra, 1), full_loop=round(rb, 1), conventional=round(rc, 1),
                             conventional_same_kernels=round(rc2, 1), b_over_a=round(rb / ra, 2),
-                            b_over_c=round(rb / rc, 2), b_over_c_same_kernels=round(rb / rc2, 2)))
+                            b_over_c=round(rb / rc, 2), b_over_c_same_kernels=round(rb / rc2, 2),
+                            lightly=rd and round(rd, 1), b_over_lightly=rd and round(rb / rd, 2)))
         r = results[-1]
         print(f"{name:20s} {spec.id:26s} (a) ceiling {ra:7.1f}  (b) full loop {rb:7.1f}  (c) conventional {rc:7.1f}  "
               f"(c') with the loop's kernels {rc2:7.1f} img/s\n{'':47s} b/a = {r['b_over_a']:.2f} (goal >= 0.8)   "
               f"b/c = {r['b_over_c']:.2f} (goal >= 2)   b/c' = {r['b_over_c_same_kernels']:.2f}", flush=True)
+        print(f"{'':47s} (d) lightly {rd:7.1f} img/s   b/d = {rb / rd:.2f}" if rd else
+              f"{'':47s} (d) lightly not importable: not run", flush=True)
     if a.learn:
         rows = learned_vs_random(a.data, a.seed)
         for r in rows: print(json.dumps(r))
