@@ -21,9 +21,9 @@ from .simclr import PretrainConfig
 
 # %% auto #0
 __all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'ROW_KEY', 'BASELINES', 'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir',
-           'is_done', 'run_unit', 'check_parameters', 'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard',
-           'shard_units', 'collect_results', 'run_units', 'run_group', 'baseline_spec', 'search_unit', 'searched_spec',
-           'study_b_units', 'export_searches', 'check_study_options', 'run_study_b', 'run_study_a']
+           'is_done', 'execute_notebook', 'run_unit', 'check_parameters', 'pretrain_unit', 'eval_unit', 'study_a_units',
+           'parse_shard', 'shard_units', 'collect_results', 'run_units', 'run_group', 'baseline_spec', 'search_unit',
+           'searched_spec', 'study_b_units', 'export_searches', 'check_study_options', 'run_study_b', 'run_study_a']
 
 # %% ../nbs/04_study.ipynb #7d5cc254
 class StudyError(ValueError):
@@ -76,6 +76,27 @@ def _torchrun_command(root: Path, unit: Unit, nproc: int) -> list[str]:
     return [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '-m', 'ssl_arch.cli', 'pretrain',
             '--config', str(config), '--out', str(root / unit.parameters['out']), '--no-progress']
 
+def _kernel_manager():
+    """A kernel manager whose kernel listens on Unix sockets in the temporary folder, not on TCP ports.
+
+    jupyter_client's default (TCP on localhost) makes every kernel warn that its traffic is unencrypted, once per
+    unit; IPC sockets are reachable by this user only and say nothing. Windows has no Unix sockets: TCP there."""
+    import uuid, tempfile
+    from jupyter_client.manager import AsyncKernelManager
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(transport='ipc', ip=os.path.join(tempfile.gettempdir(), f'ssl-arch-kernel-{uuid.uuid4().hex[:12]}'), **kw)
+    return None if os.name == 'nt' else IPCKernelManager
+
+def execute_notebook(notebook, # an experiment notebook
+                     executed, # where its executed copy is written
+                     parameters: dict) -> None:
+    "Run `notebook` under papermill with `parameters` (a Python 3 kernel, no progress bar, no kernel warnings)."
+    import papermill as pm
+    km = _kernel_manager()
+    pm.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name='python3', language='python',
+                        progress_bar=False, **({'kernel_manager_class': km} if km else {}))
+
 def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1) -> float:
     "Execute `unit` in `root` (its executed notebook lands in `notebooks/`), mark it done; returns seconds taken."
     import papermill as pm
@@ -88,8 +109,7 @@ def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1) -> float:
     else:  # paths made absolute here, not through papermill's cwd=: that chdir()s the whole process, and units run in threads
         params = {k: str(root / v) if k in PATH_PARAMETERS and v else v for k, v in unit.parameters.items()}
         executed = root / 'notebooks' / f'{unit.name}.ipynb'
-        try: pm.execute_notebook(str(EXPERIMENTS_DIR / f'{unit.notebook}.ipynb'), str(executed),
-                                 parameters=params, kernel_name='python3', language='python', progress_bar=False)
+        try: execute_notebook(EXPERIMENTS_DIR / f'{unit.notebook}.ipynb', executed, params)
         except pm.PapermillExecutionError as e: raise _unit_failed(root, unit, f'{e.ename}: {e.evalue}', executed) from None
     seconds = time.time() - t0
     atomic_write(unit_dir(root, unit) / 'DONE.json',
