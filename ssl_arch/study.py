@@ -247,6 +247,7 @@ def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, gpu
                 u = running.pop(f)
                 if f.exception() is not None: error = error or f.exception(); continue
                 unfinished.discard(u.name); bar.update(1); bar.set_postfix_str(u.name[:60])
+                if progress: bar.write(f"finished {u.name} in {f.result():.0f} s")  # one line per unit, above the bar
                 if u.records: collect_results(root, units, preset)
     bar.close()
     if error is not None: raise error

@@ -35,6 +35,7 @@ def test_the_preset_file_changed_two_fields_and_kept_the_rest(reproduced):
 def test_stages_and_time_are_reported(reproduced):
     _, _, seconds, out = reproduced
     assert '[1/3] study A' in out and '[2/3] study B' in out and '[3/3] figures' in out and 'done in' in out
+    assert re.search(r'^finished a-eval-\S+ in \d+ s$', out, re.M)  # one line per finished unit
     print(f"smoke reproduction: {seconds:.0f} s")
 
 
