@@ -10,7 +10,7 @@
   (3) linear evaluation from the on-disk feature cache over 20,000 images: seconds and peak RSS (fresh process).
 
 Fixtures (the ImageNet layout, `ssl_arch.fixtures.write_imagenet`) are written once under --root.
-Usage: python bench/loader.py [--root /tmp/ssl_arch_bench] [--workers 2] [--batches 12] [--skip-memory]
+Usage: python bench/loader.py [--root /tmp/ssl_arch_bench] [--workers 2] [--batches 12] [--skip-memory] [--memory-size 224]
 """
 import argparse, json, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -91,13 +91,13 @@ import json, resource, sys, tempfile, time, torch
 from ssl_arch.preset import get_preset
 from ssl_arch.simclr import pretrain
 from ssl_arch.study import baseline_spec
-mode, root, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mode, root, workers, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(1)
 t = time.perf_counter()
 if mode == 'pretrain':
     spec = baseline_spec('resnet18', get_preset('smoke'))        # a small model: the loader is what is measured
     cfg = get_preset('paper-smoke').pretrain_config(spec.id, 'imagenet', max_images=None, knn_every=0, epochs=1,
-                                                    batch_size=64, data_root=root, workers=workers)
+                                                    batch_size=64, data_root=root, workers=workers, image_size=size)
     with tempfile.TemporaryDirectory() as d: m = pretrain(cfg, d, progress=False)
     out = dict(images=m['images'], images_per_s=m['history'][-1]['images_per_s'], data_s=m['history'][-1]['data_s'])
 else:
@@ -115,9 +115,9 @@ print(json.dumps(out))
 '''
 
 
-def child(mode: str, root: Path, workers: int) -> dict:
+def child(mode: str, root: Path, workers: int, size: int = SIZE) -> dict:
     "Run `mode` in a fresh process (so its peak RSS is its own) and return what it printed."
-    r = subprocess.run([sys.executable, '-c', CHILD, mode, str(root), str(workers)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, '-c', CHILD, mode, str(root), str(workers), str(size)], capture_output=True, text=True,
                        env={**os.environ, 'OMP_NUM_THREADS': '1'})
     if r.returncode: sys.exit(r.stderr[-3000:])
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -129,6 +129,8 @@ def main():
     ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--batches', type=int, default=12)
     ap.add_argument('--skip-memory', action='store_true', help='only the throughput comparison')
+    ap.add_argument('--memory-size', type=int, default=SIZE,
+                    help='training crop of the memory epochs (both corpus sizes alike; smaller is quicker on a CPU)')
     a = ap.parse_args()
     root = Path(a.root); root.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores; {a.workers} workers; batch {BATCH}, {SIZE} px")
@@ -148,8 +150,9 @@ def main():
     for n, folder in ((2000, small), (20000, large)):      # a data root per size: <root>/imagenet -> that folder
         links[n].mkdir(exist_ok=True)
         if not (links[n] / 'imagenet').exists(): (links[n] / 'imagenet').symlink_to(folder)
-    m2, m20 = child('pretrain', links[2000], a.workers), child('pretrain', links[20000], a.workers)
-    print(f"(2) pretraining epoch, {m2['images']} images: peak RSS {m2['peak_rss_mib']} MiB (largest worker {m2['worker_peak_rss_mib']} MiB), "
+    m2, m20 = (child('pretrain', links[n], a.workers, a.memory_size) for n in (2000, 20000))
+    print(f"(2) at {a.memory_size} px:")
+    print(f"    pretraining epoch, {m2['images']} images: peak RSS {m2['peak_rss_mib']} MiB (largest worker {m2['worker_peak_rss_mib']} MiB), "
           f"{m2['seconds']} s, {m2['images_per_s']} images/s, waiting for data {m2['data_s']} s")
     print(f"    pretraining epoch, {m20['images']} images: peak RSS {m20['peak_rss_mib']} MiB (largest worker {m20['worker_peak_rss_mib']} MiB), "
           f"{m20['seconds']} s, {m20['images_per_s']} images/s, waiting for data {m20['data_s']} s")
