@@ -89,8 +89,10 @@ lock:
 test-nbs: setup
 	$(TEST_ENV) $(BIN)/nbdev-test --n-workers 2 --timing
 
+## Two pytest workers, one test file each at a time (--dist loadfile: a file's module fixtures are built once): the
+## suite's long tests are single-threaded processes, so two of them fill a 2-core machine.
 test-py: setup
-	$(TEST_ENV) $(BIN)/pytest -x -q tests
+	$(TEST_ENV) $(BIN)/pytest -x -q -n 2 --dist loadfile tests
 
 ## Speed checks: each script prints ratios measured in one run (not part of `make test`: this machine is shared).
 bench: setup
