@@ -1,5 +1,5 @@
 "The documentation site's sources: notebooks nbdev can process for it, no reference outside the repository."
-import ast, json, re
+import ast, json, re, subprocess
 from pathlib import Path
 
 import pytest
@@ -24,12 +24,17 @@ def test_no_cell_mixes_imports_with_code(path):
         assert not (imports and others), f"{path.name} cell {i} mixes imports with code: move its imports to the notebook's import cell\n{src}"
 
 
+REPO_DOCUMENTS = {Path(f).name for f in subprocess.run(['git', 'ls-files', '*.md', '**/*.md'], cwd=ROOT, capture_output=True,
+                                                         text=True, check=True).stdout.split()} | {'README.md'}  # and those written
+
+
 @pytest.mark.parametrize('path', NOTEBOOKS + [ROOT / 'README.md'], ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_reference_outside_the_repository(path):
     texts = [src for _, kind, src in _cells(path) if kind == 'markdown'] if path.suffix == '.ipynb' else [path.read_text()]
     base = ROOT if path.name in ('index.ipynb', 'README.md') else path.parent   # index.ipynb is README.md's source
     for text in texts:
-        assert 'SPEC.md' not in text, f'{path.name} cites SPEC.md, which is not in the repository'
+        for name in re.findall(r'(?<![\w/.-])([\w-]+\.md)\b', text):   # a document cited by name is one of the repository's
+            assert name in REPO_DOCUMENTS, f'{path.name} cites {name}, which is not in the repository'
         for target in re.findall(r'\]\(([^)#\s]+)', text):       # markdown links: inside the repository or on the web
             if re.match(r'[a-z]+:', target): continue
             assert (base / target).resolve().is_relative_to(ROOT), f'{path.name} links {target}, outside the repository'
