@@ -19,7 +19,7 @@ from fastcore.basics import patch
 from .archs import _check, build_backbone, spec_to_json
 from .augment import SimCLRAugmentation
 from .distributed import get_rank, get_world_size, rank_seed
-from .simclr import NTXentLoss, ProjectionHead, SimCLRModel, at_chance, chance_loss, simclr_step
+from .simclr import TB_DIR, NTXentLoss, ProjectionHead, SimCLRModel, at_chance, chance_loss, simclr_step  # TB_DIR: a search logs where a pretraining does
 from .data import load_corpus
 from .sources import check_data, data_kind, open_corpus
 from .streaming import CropBatches
@@ -30,7 +30,7 @@ from .proxyless import (OPS, Cell, ProxylessSpec, cell_layout, channels, check_i
                                 head_layer, mbconv_for, _init_weights)
 
 # %% auto #0
-__all__ = ['SAMPLINGS', 'MODES', 'TB_DIR', 'CellPath', 'GatedPath', 'SupernetCell', 'ProxylessSupernet', 'sample_paths',
+__all__ = ['SAMPLINGS', 'MODES', 'CellPath', 'GatedPath', 'SupernetCell', 'ProxylessSupernet', 'sample_paths',
            'binary_gate_alpha_grad', 'rescale_pair', 'weight_step', 'arch_step', 'arch_optimizer', 'SearchConfig',
            'views_of', 'search_augment', 'SearchResult', 'SearchError', 'search', 'held_out_split', 'search_images',
            'search_run', 'sample_specs', 'search_budget', 'RandomSearchResult', 'random_search', 'random_search_run']
@@ -315,8 +315,6 @@ def _write_outputs(out: Path, spec, history: list, summary: dict):
     save_json(history, out / 'alpha_history.json'); save_json(summary, out / 'search.json')
     if spec is not None: atomic_write(out / 'arch.json', spec_to_json(spec) + '\n')
 
-TB_DIR = 'tb'  # TensorBoard logs of a search, as of a pretraining run
-
 def _entropy(probabilities: list) -> float:
     "Mean entropy (nats) of the cells' operation distributions: ln(ops) when undecided, 0 when every cell has chosen."
     return sum(-sum(p * math.log(p) for p in ps if p > 0) for ps in probabilities) / len(probabilities)
@@ -384,7 +382,7 @@ def search(images: torch.Tensor, # unlabelled images for weight steps, uint8 or 
     net.train(); head.train()
     writer = None
     if out is not None and rank == 0:
-        from torch.utils.tensorboard import SummaryWriter  # imported here: only a search that writes its results needs it
+        from torch.utils.tensorboard import SummaryWriter  # here: only a search writing results needs it; purge_step=0 hides a rerun's old events
         writer = SummaryWriter(str(Path(out) / TB_DIR), purge_step=0)
     for epoch in range(c.warmup_epochs + c.search_epochs):
         warm, s_epoch = epoch < c.warmup_epochs, epoch - c.warmup_epochs
