@@ -154,20 +154,66 @@ def _required(**values):
 @command('probe')
 def probe(checkpoint: str = None,  # a SimCLR run folder
           data: str = None,  # data sets: NAME[,NAME...]
-          out: str = None,  # JSON file: one record per data set (and init)
+          out: str = None,  # output folder: records.json (one record per data set and init) and the TensorBoard log tb/
           protocol: str = 'lbfgs',  # lbfgs (default), sgd or knn
           seed: int = 0,  # probe seed (held-out split, SGD order, random-init weights)
           init: str = 'simclr',  # simclr (the checkpoint), random (the floor) or both
           cache_dir: str = None,  # feature cache (default: $SSL_ARCH_FEATURES or <data>/features)
           data_root: str = None,  # folder holding the real data sets (DIR/<name>/; default: $SSL_ARCH_DATA)
           workers: int = None,  # loader processes decoding image files (default: one per core but one)
+          device: str = None,  # cpu or cuda (default: cuda when available)
           download: bool = False):  # fetch a missing downloadable set first (torchvision)
     "Linear-evaluate a pretrained checkpoint on data sets and write one JSON record per data set."
     from ssl_arch.evaluate import probe_run
     _required(checkpoint=checkpoint, data=data, out=out)
     records = probe_run(checkpoint, data, out, protocol=protocol, seed=seed, init=init, cache_dir=cache_dir,
-                        root=data_root, workers=workers)
+                        root=data_root, workers=workers, device=device, progress=True)
     for r in records: print(f"{r['eval_data']:<20} {r['init']:<7} {r['protocol']:<6} top1={r['top1']:.2f}")
+
+_SLURM = dict(partition=('NAME', 'SLURM partition'), time=('TIME', "time limit of each job: minutes, HH:MM:SS or D-HH:MM:SS (default: 24 hours)"),
+              account=('NAME', 'SLURM account to charge'), qos=('NAME', 'SLURM quality of service'),
+              constraint=('FEATURES', 'SLURM node features, e.g. a100'))
+
+def _execution_options(p: argparse.ArgumentParser):
+    "Add the options of how a study runs (`ssl_arch.study.Execution`, `ssl_arch.study.slurm_parameters`) to `p`."
+    g = p.add_argument_group('how it runs (none of these changes a result)')
+    g.add_argument('--shard', metavar='K/N', help="k/n: run only machine k's share of n (the machines share the output folder)")
+    g.add_argument('--executor', default='local', metavar='NAME', help='local (here) or slurm (a submitit job per architecture)')
+    g.add_argument('--jobs', type=int, metavar='N', help="local executor: units at a time (default: the preset's; 2 for tiny on 2 CPU cores)")
+    g.add_argument('--gpus-per-run', type=int, default=1, metavar='G', help='processes (GPUs) per pretraining, under torchrun')
+    g.add_argument('--device', help='cpu or cuda for every unit (default: cuda when available)')
+    g.add_argument('--no-wait', dest='wait', action='store_false',
+                   help='slurm: submit and leave; the same command run again gathers what has finished and submits the rest')
+    for name, (metavar, help) in _SLURM.items(): g.add_argument(f'--slurm-{name}', metavar=metavar, help=f'{help} (executor slurm)')
+    g.add_argument('--slurm-gpus-per-node', type=int, metavar='G', help='GPUs each job asks for (default: --gpus-per-run) (executor slurm)')
+    g.add_argument('--slurm-cpus-per-task', type=int, metavar='N', help='CPU cores each job asks for (default: 8) (executor slurm)')
+    g.add_argument('--sbatch', action='append', default=[], metavar='KEY=VALUE',
+                   help='any other sbatch option, e.g. mail-type=END (repeatable) (executor slurm)')
+    g.add_argument('--slurm-setup', action='append', default=[], metavar='LINE',
+                   help="a shell line each job runs first, e.g. 'module load cuda' (repeatable) (executor slurm)")
+
+def _execution(options: dict, preset):
+    "The `Execution` of a study command's parsed run options (jobs and threads default to the preset's run settings)."
+    from ssl_arch.study import Execution, StudyError, slurm_parameters
+    given = {k: v for k, v in options.items() if k.startswith('slurm_') and v not in (None, [])} | \
+            ({'sbatch': options['sbatch']} if options.get('sbatch') else {})
+    if options.get('executor', 'local') != 'slurm':
+        for k, v in [*given.items(), *((('no_wait', True),) if options.get('wait') is False else ())]:
+            raise StudyError(f"{k}={v!r} is not allowed with executor={options.get('executor', 'local')!r}: add --executor slurm")
+    slurm = slurm_parameters(options.get('slurm_partition'), options.get('slurm_time'), options.get('slurm_account'),
+                             options.get('slurm_qos'), options.get('slurm_constraint'), options.get('slurm_gpus_per_node'),
+                             options.get('slurm_cpus_per_task'), options.get('sbatch') or (), options.get('slurm_setup') or ())
+    return Execution(options.get('shard'), options.get('executor', 'local'), options.get('jobs') or preset.run.jobs,
+                     preset.run.threads_per_unit or None, options.get('gpus_per_run', 1), options.get('device'), slurm,
+                     options.get('wait', True))
+
+def _with_execution(func):
+    "The parser of `func`'s documented signature, plus the options of how a study runs."
+    def parser(prog):
+        p = anno_parser(func, prog=prog)
+        _execution_options(p)
+        return p
+    return parser
 
 @command('study')
 def study(preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json)
@@ -175,26 +221,24 @@ def study(preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a preset 
           data_root: str = None,  # folder holding the real data sets (DIR/<name>/; default: $SSL_ARCH_DATA)
           out: str = None,  # study folder (default: runs/study_<a|b>/<preset>)
           study: str = 'a',  # a (sampled architectures) or b (searches, searched nets and baselines)
-          shard: str = None,  # k/n: run only machine k's share of n
-          executor: str = 'local',  # local (here) or slurm (submitit)
-          jobs: int = 1,  # local executor: units at a time (2 on a 2-core CPU, with OMP_NUM_THREADS=1)
           seed: int = 0,  # sampler, pretraining and probe seed
           n_resnet: int = None,  # study a: ResNet-like models (default: the preset's)
           n_mobilenet: int = None,  # study a: MobileNet-like models (default: the preset's)
           protocol: str = None,  # linear-evaluation protocol: lbfgs, sgd or knn (default: the preset's)
-          gpus_per_run: int = 1,  # processes (GPUs) per pretraining, under torchrun
-          slurm_partition: str = None,  # SLURM partition for executor=slurm
-          download: bool = False):  # fetch the missing downloadable sets first (torchvision)
+          download: bool = False,  # fetch the missing downloadable sets first (torchvision)
+          **run):  # how it runs: --shard, --executor, --jobs, --device, the SLURM options (`_execution_options`)
     "Run study A (sample both families, pretrain, evaluate everywhere) or study B; resumable and shardable."
-    from ssl_arch.study import run_study_a, run_study_b, StudyError
+    from ssl_arch.study import run_study_a, run_study_b, units_left, StudyError
     if study not in ('a', 'b'): raise StudyError(f"study={study!r} is not allowed: 'a' or 'b'")
     p = get_preset(preset, [*(set or ()), *data_root_overrides(data_root)])
-    out = out or f'runs/study_{study}/{p.name}'
-    slurm = {'slurm_partition': slurm_partition} if slurm_partition else None
-    run = dict(shard=shard, executor=executor, gpus_per_run=gpus_per_run, slurm=slurm, jobs=jobs)
-    if study == 'a': table = run_study_a(out, p, seed, n_resnet=n_resnet, n_mobilenet=n_mobilenet, protocol=protocol, **run)
-    else: table = run_study_b(out, p, seed, protocol=protocol, **run)
-    print(f"{len(table)} rows -> {Path(out) / 'results.csv'}")
+    out, execution = out or f'runs/study_{study}/{p.name}', _execution(run, p)
+    if study == 'a': table = run_study_a(out, p, seed, execution, n_resnet=n_resnet, n_mobilenet=n_mobilenet, protocol=protocol)
+    else: table = run_study_b(out, p, seed, execution, protocol=protocol)
+    left = units_left(out)
+    print(f"{len(table)} rows -> {Path(out) / 'results.csv'}" + (f"; {left} units not done yet: run the same command again "
+                                                               "once the other shards or jobs have finished" if left else ''))
+
+study.parser = _with_execution(study)
 
 # %% ../nbs/90_cli.ipynb #71b895e5
 def _step_parser(cls, func, data_help: str, out_help: str, example: str, skip=('preset',)):
@@ -240,10 +284,10 @@ def supervised(out=None, config=None, preset='tiny', overrides=(), device=None, 
     from ssl_arch.supervised import supervised_run
     given = {k: v for k, v in options.items() if v is not None}
     _required(out=out, **({} if config else dict(arch=given.get('arch'), data=given.get('data'))))
-    r = supervised_run(step_config(SupervisedConfig, get_preset(preset, overrides), config, **given), out, device=device)
+    r = supervised_run(step_config(SupervisedConfig, get_preset(preset, overrides), config, **given), out, device=device, progress=True)
     print(f"{r['arch_id']} on {r['eval_data']}: top1={r['top1']:.2f}")
 
-supervised.parser = _step_parser(SupervisedConfig, supervised, '', 'JSON file for the result record', 'supervised.epochs=3')
+supervised.parser = _step_parser(SupervisedConfig, supervised, '', 'output folder: records.json (the result record) and the TensorBoard log tb/', 'supervised.epochs=3')
 
 @command('figures')
 def figures(results: str = 'runs/reproduce/tiny',  # results root (with study_a/ and study_b/)
@@ -261,10 +305,17 @@ def reproduce(preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a pre
               out: str = 'runs/reproduce',  # results root (a subfolder per preset)
               figures: str = None,  # figures folder (default: the preset's: paper_figures/ for tiny)
               seed: int = 0,  # seed of every stage
-              download: bool = False):  # fetch the missing downloadable sets first (torchvision)
+              protocol: str = None,  # linear-evaluation protocol: lbfgs, sgd or knn (default: the preset's)
+              n_resnet: int = None,  # study A: ResNet-like models (default: the preset's)
+              n_mobilenet: int = None,  # study A: MobileNet-like models (default: the preset's)
+              download: bool = False,  # fetch the missing downloadable sets first (torchvision)
+              **run):  # how the studies run: --shard, --executor, --jobs, --device, the SLURM options
     "The whole reproduction on a preset: study A, study B, every figure and table; rerun to resume."
-    from ssl_arch.reproduce import reproduce as run
-    run(preset, out, figures, seed, overrides=[*(set or ()), *data_root_overrides(data_root)])
+    from ssl_arch.reproduce import reproduce as go
+    p = get_preset(preset, [*(set or ()), *data_root_overrides(data_root)])
+    go(p, out, figures, seed, run=_execution(run, p), protocol=protocol, n_resnet=n_resnet, n_mobilenet=n_mobilenet)
+
+reproduce.parser = _with_execution(reproduce)
 
 # %% ../nbs/90_cli.ipynb #d4a3eafc
 def _download(name: str, args: dict) -> None:
@@ -288,13 +339,13 @@ EXAMPLES = {
     'data build': 'ssl-arch data build --root data',
     'data fixtures': 'ssl-arch data fixtures --root fixtures',
     'pretrain': 'ssl-arch pretrain --arch resnet18 --data tiny-objects --epochs 5 --out runs/r18',
-    'probe': 'ssl-arch probe --checkpoint runs/r18 --data tiny-digits,tiny-lowres --init both --out runs/r18/probe.json',
+    'probe': 'ssl-arch probe --checkpoint runs/r18 --data tiny-digits,tiny-lowres --init both --out runs/r18-probe',
     'search': 'ssl-arch search --data tiny-objects --out runs/search',
     'random-search': 'ssl-arch random-search --data tiny-objects --n-candidates 4 --out runs/random-search',
-    'supervised': 'ssl-arch supervised --arch mobilenet_v2 --data tiny-digits --out runs/sup/mobilenet_v2.json',
+    'supervised': 'ssl-arch supervised --arch mobilenet_v2 --data tiny-digits --out runs/sup-mobilenet_v2',
     'study': 'ssl-arch study --study a --preset tiny --jobs 2 --shard 1/2',
     'figures': 'ssl-arch figures --results runs/reproduce/tiny --out my_figures',
-    'reproduce': 'ssl-arch reproduce --preset paper --data-root /datasets',
+    'reproduce': 'ssl-arch reproduce --preset paper --data-root /datasets --executor slurm --slurm-partition gpu --slurm-time 2-00:00:00 --gpus-per-run 4 --no-wait',
 }
 REQUIRED = {'pretrain': ('arch', 'data', 'out'), 'probe': ('checkpoint', 'data', 'out'), 'supervised': ('arch', 'data', 'out'),
             'search': ('data', 'out'), 'random-search': ('data', 'out'), 'data fixtures': ('root',)}  # (a --config gives arch and data)

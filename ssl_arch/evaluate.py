@@ -29,9 +29,10 @@ from . import sources
 from .sources import check_data, data_fingerprint, data_kind, open_data
 from .streaming import eval_loader
 from .results import is_records_file, results_record
-from .outputs import output_file, output_folder
+from .outputs import output_folder, records_output
 from .simclr import load_backbone
-from .training import speed_choices, weights_hash
+from .training import resolve_device, speed_choices, summary_writer, weights_hash
+from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'L2_GRID', 'PROBES', 'SMALL_PROBE', 'INITS', 'EvaluationError', 'fused_for_inference', 'extract_features',
@@ -459,6 +460,9 @@ def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.fea
                       bf16: bool = False, # features under bf16 autocast (cached apart from float32 ones)
                       root=None, # the data root for registry names (`ssl_arch.sources.data_root`)
                       workers: int | None = None, # loader processes for image files
+                      progress: bool = False, # a progress bar over the data sets, with the time left
+                      log_dir=None, # TensorBoard events in `log_dir/tb`: per data set, validation top-1 along the grid and test top-1
+                      log_tag: str = 'probe', # the events' prefix (e.g. the init)
                       **options) -> list[dict]:
     "One `linear_probe` result per data set (train split -> test split), features read through the cache."
     check_protocol(protocol, **options)
@@ -466,7 +470,8 @@ def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.fea
     key = cache_key or weights_hash(backbone)
     cache = FeatureCache(cache_dir or default_cache_dir(), key + ('-bf16' if bf16 else ''), backbone.feature_dim)
     records, net = [], fused_for_inference(backbone)  # folded once, for every data set and split
-    for name in names:
+    writer = summary_writer(log_dir) if log_dir is not None else None
+    for name in tqdm(names, desc=log_tag, unit='set', disable=not progress):
         t0 = time.perf_counter()
         xtr, ytr = cached_features(net, name, 'train', cache, image_size, batch_size, device, bf16, root, workers)
         xte, yte = cached_features(net, name, 'test', cache, image_size, batch_size, device, bf16, root, workers)
@@ -477,6 +482,10 @@ def evaluate_backbone(backbone: nn.Module, # frozen feature extractor with `.fea
         records.append(dict(eval_data=name, split='test', weights_hash=key, features_s=round(features_s, 4),
                             features_precision='bf16' if bf16 else 'float32', data_location=where['location'],
                             data_fingerprint=where['fingerprint'], **r))
+        if writer:   # the strengths are walked strong to weak: step i is the i-th strongest (the grid is in the record)
+            for i, v in enumerate(r.get('val_top1_grid', [])): writer.add_scalar(f'{log_tag}/{name}/val_top1_by_l2', v, i)
+            writer.add_scalar(f'{log_tag}/{name}/top1', r['top1'], 0)
+    if writer: writer.close()
     return records
 
 # %% ../nbs/03_evaluate.ipynb #f9c4f1a0
@@ -516,6 +525,8 @@ def evaluate_checkpoint(run_dir, # a SimCLR run folder (ssl_arch.simclr)
                         init: str = 'simclr', # 'simclr': the checkpoint's weights; 'random': the random-init floor
                         root=None, # the data root for registry names
                         workers: int | None = None, # loader processes for image files
+                        device=None, # 'cpu', 'cuda', 'cuda:N' (default: CUDA when available)
+                        progress: bool = False, log_dir=None, # see `evaluate_backbone`
                         **options) -> list[dict]:
     "One results-table record per data set for the checkpoint in `run_dir` (or its random-init floor)."
     check_protocol(protocol, **options)
@@ -524,6 +535,7 @@ def evaluate_checkpoint(run_dir, # a SimCLR run folder (ssl_arch.simclr)
     backbone, spec, config = _load_run(run_dir)
     small_images = bool(getattr(backbone, 'small_images', config.get('small_images', True)))
     if init == 'random': backbone = random_init_backbone(spec, small_images, seed)
+    backbone = backbone.to(resolve_device(device))
     bf16 = speed_choices(spec.family, next(backbone.parameters()).device.type)['bf16']  # as in its pretraining
     arch = arch_record(spec, resolution=32 if small_images else 224, small_images=small_images)
     common = dict(arch_id=spec.id, family=spec.family, params=arch['params'],
@@ -533,25 +545,29 @@ def evaluate_checkpoint(run_dir, # a SimCLR run folder (ssl_arch.simclr)
                   ssl_arch_version=ssl_arch.__version__, torch_version=str(torch.__version__),
                   stem='cifar' if small_images else 'imagenet', checkpoint=str(run_dir))
     records = evaluate_backbone(backbone, names, protocol, seed, cache_dir, image_size=config.get('image_size'), bf16=bf16,
-                                root=root, workers=workers,
+                                root=root, workers=workers, progress=progress, log_dir=log_dir, log_tag=init,
                                 **options)
     return [results_record(common, **r) for r in records]
 
 # %% ../nbs/03_evaluate.ipynb #c349cd46
 def probe_run(checkpoint, # a SimCLR run folder
               data, # data set names: a list or 'NAME[,NAME...]'
-              out, # JSON file to write: a list with one record per data set (and init)
+              out, # a folder (records.json and the TensorBoard log tb/ in it), or a JSON file: one record per data set (and init)
               protocol: str = 'lbfgs', seed: int = 0,
               init: str = 'simclr', # 'simclr', 'random' (the floor), or 'both'
-              cache_dir=None, root=None, workers: int | None = None, **options) -> list[dict]:
+              cache_dir=None, root=None, workers: int | None = None,
+              device=None, progress: bool = False, log_dir=None, # see `evaluate_checkpoint`
+              **options) -> list[dict]:
     "Evaluate `checkpoint` on `data` and write the records to `out` as JSON, atomically (the `ssl-arch probe` command)."
     check_protocol(protocol, **options)
     _check(init in (*INITS, 'both'), 'init', init, "one of 'simclr', 'random', 'both'")
     names = check_data_names(data)
-    out = output_file(out, 'out', '.json', inputs=[checkpoint], replaces=is_records_file)  # never the run it reads
     if cache_dir: output_folder(cache_dir, 'cache_dir')
-    records = []
-    for i in (INITS if init == 'both' else (init,)):
-        records += evaluate_checkpoint(checkpoint, names, protocol, seed, cache_dir, init=i, root=root, workers=workers, **options)
-    atomic_write(out, json.dumps(records, indent=1, default=str))
+    identity = dict(checkpoint=str(Path(checkpoint).resolve()), data=names, protocol=protocol, seed=seed, init=init, **options)
+    with records_output(out, 'probe', identity, inputs=[checkpoint], replaces=is_records_file) as (file, folder):  # never the run it reads
+        records = []
+        for i in (INITS if init == 'both' else (init,)):
+            records += evaluate_checkpoint(checkpoint, names, protocol, seed, cache_dir, init=i, root=root, workers=workers,
+                                           device=device, progress=progress, log_dir=log_dir or folder, **options)
+        atomic_write(file, json.dumps(records, indent=1, default=str))
     return records

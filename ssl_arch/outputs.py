@@ -14,8 +14,8 @@ try: import fcntl
 except ImportError: fcntl = None  # not POSIX: the lock falls back to the holder's pid alone
 
 # %% auto #0
-__all__ = ['MANIFEST', 'LOCK', 'OUTPUTS_FORMAT', 'OutputError', 'output_folder', 'read_manifest', 'output_file', 'claim_folder',
-           'record_files', 'folder_lock', 'owned_folder']
+__all__ = ['MANIFEST', 'LOCK', 'OUTPUTS_FORMAT', 'RECORDS_FILE', 'FILE_ENDINGS', 'OutputError', 'output_folder', 'read_manifest',
+           'output_file', 'claim_folder', 'record_files', 'folder_lock', 'owned_folder', 'records_output']
 
 # %% ../nbs/00b_outputs.ipynb #5a192925
 class OutputError(ValueError):
@@ -172,3 +172,24 @@ def folder_lock(folder, # the folder to write (created if missing)
 def owned_folder(path, command: str, identity: dict | None = None, option: str = 'out', inputs=(), adopt=None):
     "Claim `path` for `command` (`claim_folder`) and hold its lock (`folder_lock`) for the block; yields the folder."
     with folder_lock(claim_folder(path, command, identity, option, inputs, adopt), option) as folder: yield folder
+
+# %% ../nbs/00b_outputs.ipynb #bb363b31
+RECORDS_FILE = 'records.json'   # in the output folder of a command that writes results records
+FILE_ENDINGS = ('.csv', '.txt', '.md', '.pt', '.pth', '.ckpt', '.pkl', '.npy', '.npz', '.png', '.html', '.yaml', '.toml')
+
+@contextmanager
+def records_output(out, # a folder (claimed for `command`: records.json, tb/) or a file ending in .json
+                   command: str, # the command writing, e.g. 'probe'
+                   identity: dict | None = None, # what the records are computed from (a folder made for other values is refused)
+                   inputs=(), # what the command reads: never written over
+                   replaces: Callable | None = None): # `replaces(path)`: whether an existing .json file is of the command's own kind
+    "Yield `(file, folder)`: the JSON file for the records, and the locked output folder (None when `out` is a file)."
+    if str(out).endswith('.json'):
+        yield output_file(out, 'out', '.json', inputs=inputs, replaces=replaces), None
+        return
+    if Path(str(out)).suffix.lower() in FILE_ENDINGS:
+        _refuse('out', out, 'a folder, or a file ending in .json')
+    with owned_folder(out, command, identity, inputs=inputs) as folder:
+        yield folder / RECORDS_FILE, folder
+        if (folder / RECORDS_FILE).exists(): record_files(folder, [folder / RECORDS_FILE])
+

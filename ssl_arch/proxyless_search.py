@@ -19,11 +19,11 @@ from fastcore.basics import patch
 from .archs import _check, build_backbone, spec_to_json
 from .augment import SimCLRAugmentation
 from .distributed import get_rank, get_world_size, rank_seed
-from .simclr import TB_DIR, NTXentLoss, ProjectionHead, SimCLRModel, at_chance, chance_loss, simclr_step  # TB_DIR: a search logs where a pretraining does
+from .simclr import NTXentLoss, ProjectionHead, SimCLRModel, at_chance, chance_loss, simclr_step
 from .data import load_corpus
 from .sources import check_data, data_kind, open_corpus
 from .streaming import CropBatches
-from .training import WarmupCosine, build_optimizer, resolve_device
+from .training import TB_DIR, WarmupCosine, build_optimizer, resolve_device, summary_writer
 from .files import atomic_write, save_json
 from .outputs import claim_folder, owned_folder
 from .proxyless import (OPS, Cell, ProxylessSpec, cell_layout, channels, check_input, stem_layers,
@@ -381,9 +381,7 @@ def search(images: torch.Tensor, # unlabelled images for weight steps, uint8 or 
     alpha0 = [a.detach().clone() for a in net.arch_parameters()]
     net.train(); head.train()
     writer = None
-    if out is not None and rank == 0:
-        from torch.utils.tensorboard import SummaryWriter  # here: only a search writing results needs it; purge_step=0 hides a rerun's old events
-        writer = SummaryWriter(str(Path(out) / TB_DIR), purge_step=0)
+    if out is not None and rank == 0: writer = summary_writer(out)  # a rerun starts over: its old events are dropped
     for epoch in range(c.warmup_epochs + c.search_epochs):
         warm, s_epoch = epoch < c.warmup_epochs, epoch - c.warmup_epochs
         phase_steps = (c.warmup_epochs if warm else c.search_epochs) * steps

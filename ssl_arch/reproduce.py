@@ -49,10 +49,15 @@ def reproduce(preset: str | Preset = 'tiny', # 'smoke', 'tiny', 'paper', a prese
               out: str = 'runs/reproduce', # results root; the preset's results go to out/<preset name>
               figures: str | None = None, # figures folder (default: the preset's `run.figures`, else out/<name>/paper_figures)
               seed: int = 0, progress: bool = True, stages: tuple = ('study A', 'study B', 'figures'),
-              overrides=()) -> dict: # 'path=value' changes to the preset (`--set`)
+              overrides=(), # 'path=value' changes to the preset (`--set`)
+              run: study.Execution | None = None, # how the studies run (default: here, with the preset's jobs and threads)
+              protocol: str | None = None, # linear-evaluation protocol (default: the preset's)
+              n_resnet: int | None = None, n_mobilenet: int | None = None) -> dict: # study A's models (default: the preset's)
     "Run study A, study B and the figures on `preset`; returns the seconds each stage took in this run."
     preset = get_preset(preset, overrides)
     for name in stages: study._check(name in STAGES, 'stage', name, f"one of {', '.join(map(repr, STAGES))}")
+    run = run or study.Execution(jobs=preset.run.jobs, threads_per_unit=preset.run.threads_per_unit or None, progress=progress)
+    study.check_study_options(seed, protocol, run)
     root = (Path(out) / preset.name).resolve()
     figures = Path(figures or preset.run.figures or root / 'paper_figures').resolve()
     if 'figures' in stages:
@@ -67,12 +72,16 @@ def reproduce(preset: str | Preset = 'tiny', # 'smoke', 'tiny', 'paper', a prese
     atomic_write(root / 'preset.json', json.dumps(preset_to_dict(preset), indent=1))
     # On a CPU two units at a time with one torch thread each use both cores fully; small models on two threads per
     # process ran 4-25x slower than on one while another process ran (the preset's run settings say so)
-    local = dict(jobs=preset.run.jobs, threads_per_unit=preset.run.threads_per_unit or None)
     for i, name in enumerate(stages):
         print(_stage_line(i, name, preset, time.time() - t0, stages), flush=True)
         ts = time.time()
-        if name == 'study A': study.run_study_a(root / 'study_a', preset, seed, progress=progress, **local)
-        elif name == 'study B': study.run_study_b(root / 'study_b', preset, seed, progress=progress, **local)
+        if name == 'study A':
+            study.run_study_a(root / 'study_a', preset, seed, run, protocol=protocol, n_resnet=n_resnet, n_mobilenet=n_mobilenet)
+        elif name == 'study B': study.run_study_b(root / 'study_b', preset, seed, run, protocol=protocol)
+        elif left := {s: n for s in ('A', 'B') if f'study {s}' in stages and (n := study.units_left(root / f'study_{s.lower()}'))}:
+            print(f"figures wait: {', '.join(f'study {s} has {n} units not done' for s, n in left.items())} "
+                  "(other shards, or SLURM jobs still queued or running); run the same command again once they have finished")
+            continue
         else:
             _write_meta(root, preset.name, seed, this_run, runs)  # the figures' README reports the stages so far
             from ssl_arch.figures import write_paper_figures

@@ -24,17 +24,17 @@ from .outputs import claim_folder, folder_lock
 from .data import load_corpus
 from .sources import check_data, data_fingerprint, data_kind, open_corpus
 from .streaming import ResizedCrops, plan_loader
-from .training import (OPTIMIZERS, result_fields, NonFiniteLossError, TrainingError, build_optimizer, library_versions, load_checkpoint,
+from .training import (OPTIMIZERS, TB_DIR, result_fields, summary_writer, NonFiniteLossError, TrainingError, build_optimizer, library_versions, load_checkpoint,
                                load_weights, resolve_device, save_checkpoint, scaled_lr, speed_choices,
                                warmup_cosine_scheduler)
 from .distributed import (all_gather_with_grad, all_reduce_mean, barrier, gather_objects, get_rank, get_world_size,
                           init_distributed, is_main_process, rank_seed, rng_state, seed_everything, set_rng_state)
 
 # %% auto #0
-__all__ = ['CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'CHANCE_STEPS', 'CHANCE_TOLERANCE', 'TIMING_FIELDS',
-           'PretrainError', 'NTXentLoss', 'ProjectionHead', 'SimCLRModel', 'PretrainConfig', 'check_run_folder',
-           'simclr_step', 'resolve_config', 'build_run', 'restore_run', 'augment_views', 'epoch_batches', 'train_epoch',
-           'chance_loss', 'at_chance', 'check_learned', 'pretrain', 'load_backbone']
+__all__ = ['CHECKPOINT', 'CONFIG_FILE', 'METRICS_FILE', 'CHANCE_STEPS', 'CHANCE_TOLERANCE', 'TIMING_FIELDS', 'PretrainError',
+           'NTXentLoss', 'ProjectionHead', 'SimCLRModel', 'PretrainConfig', 'check_run_folder', 'simclr_step',
+           'resolve_config', 'build_run', 'restore_run', 'augment_views', 'epoch_batches', 'train_epoch', 'chance_loss',
+           'at_chance', 'check_learned', 'pretrain', 'load_backbone']
 
 # %% ../nbs/02_simclr.ipynb #23616c5a
 class PretrainError(TrainingError):
@@ -146,7 +146,7 @@ class PretrainConfig:
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../nbs/02_simclr.ipynb #e58f5573
-CHECKPOINT, CONFIG_FILE, METRICS_FILE, TB_DIR = 'checkpoint.pt', 'config.json', 'metrics.json', 'tb' 
+CHECKPOINT, CONFIG_FILE, METRICS_FILE = 'checkpoint.pt', 'config.json', 'metrics.json'  # and TB_DIR (`ssl_arch.training`)
 
 # %% ../nbs/02_simclr.ipynb #b7dc5bac
 def _jsonable(d: dict) -> dict: return json.loads(json.dumps(d, default=str))
@@ -385,7 +385,7 @@ def _train(config, model, optimizer, scheduler, augment, loss, images, start, hi
         model, device_ids=[device.index] if device.type == 'cuda' else None)
     if compile if compile is not None else device.type == 'cuda': net = torch.compile(net)
     main = is_main_process()
-    writer = _summary_writer(out, start * steps) if main else None
+    writer = summary_writer(out, start * steps) if main else None
     bar = tqdm(total=config.epochs * steps, initial=start * steps, disable=not (progress and main), unit='step',
                desc=f'SimCLR {spec.id} on {config.data}', dynamic_ncols=True)
     def on_step(step, value, lr):
@@ -421,11 +421,6 @@ def _train(config, model, optimizer, scheduler, augment, loss, images, start, hi
     return _metrics(meta, history)
 
 # %% ../nbs/02_simclr.ipynb #ba38c1d8
-def _summary_writer(out: Path, purge_step: int):
-    "A TensorBoard writer in `out/tb` that drops events after `purge_step` left by an interrupted run."
-    from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(str(out / TB_DIR), purge_step=purge_step or None)
-
 def _save_checkpoint(path: Path, model, optimizer, scheduler, config, spec, epoch: int, history: list, **extra):
     "Write the end-of-epoch checkpoint atomically (rank 0), with every rank's RNG states."
     rngs = gather_objects(rng_state())

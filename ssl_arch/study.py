@@ -20,10 +20,12 @@ from .preset import Preset
 from .simclr import PretrainConfig
 
 # %% auto #0
-__all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'ROW_KEY', 'BASELINES', 'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir',
-           'is_done', 'execute_notebook', 'run_unit', 'check_parameters', 'pretrain_unit', 'eval_unit', 'study_a_units',
-           'parse_shard', 'shard_units', 'collect_results', 'run_units', 'run_group', 'baseline_spec', 'search_unit',
-           'searched_spec', 'study_b_units', 'export_searches', 'check_study_options', 'run_study_b', 'run_study_a']
+__all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'ROW_KEY', 'EXECUTORS', 'SLURM_ACTIVE', 'BASELINES', 'SEARCH_METHODS',
+           'StudyError', 'Unit', 'unit_dir', 'is_done', 'execute_notebook', 'run_unit', 'check_parameters',
+           'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units', 'collect_results', 'Execution',
+           'run_units', 'slurm_minutes', 'slurm_parameters', 'run_group', 'baseline_spec', 'search_unit',
+           'searched_spec', 'study_b_units', 'export_searches', 'check_study_options', 'units_left', 'run_study_b',
+           'run_study_a']
 
 # %% ../nbs/04_study.ipynb #7d5cc254
 class StudyError(ValueError):
@@ -97,17 +99,18 @@ def execute_notebook(notebook, # an experiment notebook
     pm.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name='python3', language='python',
                         progress_bar=False, **({'kernel_manager_class': km} if km else {}))
 
-def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1) -> float:
-    "Execute `unit` in `root` (its executed notebook lands in `notebooks/`), mark it done; returns seconds taken."
+def run_unit(root: Path, unit: Unit, gpus_per_run: int = 1, device: str | None = None) -> float:
+    "Execute `unit` in `root` (its executed notebook lands in `notebooks/`) on `device`, mark it done; returns seconds taken."
     import papermill as pm
     root, t0 = Path(root).resolve(), time.time()
     (root / 'notebooks').mkdir(parents=True, exist_ok=True); unit_dir(root, unit).mkdir(parents=True, exist_ok=True)
     if unit.notebook == 'pretrain' and gpus_per_run > 1:
         with open(root / 'notebooks' / f'{unit.name}.log', 'w') as log:
-            r = subprocess.run(_torchrun_command(root, unit, gpus_per_run), cwd=root, stdout=log, stderr=subprocess.STDOUT)
+            r = subprocess.run(_torchrun_command(root, unit, gpus_per_run) + (['--device', device] if device else []), cwd=root, stdout=log, stderr=subprocess.STDOUT)
         if r.returncode: raise _unit_failed(root, unit, f'exit status {r.returncode}', root / 'notebooks' / f'{unit.name}.log')
     else:  # paths made absolute here, not through papermill's cwd=: that chdir()s the whole process, and units run in threads
         params = {k: str(root / v) if k in PATH_PARAMETERS and v else v for k, v in unit.parameters.items()}
+        if device: params['device'] = device   # every unit notebook takes it; not in the unit's key: it changes no result
         executed = root / 'notebooks' / f'{unit.name}.ipynb'
         try: execute_notebook(EXPERIMENTS_DIR / f'{unit.notebook}.ipynb', executed, params)
         except pm.PapermillExecutionError as e: raise _unit_failed(root, unit, f'{e.ename}: {e.evalue}', executed) from None
@@ -213,10 +216,40 @@ def collect_results(root: Path, units: list[Unit], preset: str) -> pd.DataFrame:
     if not rows: return pd.DataFrame(rows)
     return read_results(write_results(rows, Path(root) / 'results.csv'))  # the table as every later step reads it
 
+# %% ../nbs/04_study.ipynb #71e20cf6
+EXECUTORS = ('local', 'slurm')
+
+@dataclass(frozen=True)
+class Execution:
+    "How and where a study's units run; checked when made, so a bad option is refused before any unit starts."
+    shard: str | None = None              # 'k/n': run only machine k's share of n (None: everything)
+    executor: str = 'local'               # 'local' (here) or 'slurm' (a submitit job per architecture)
+    jobs: int = 1                         # local: units at a time (2 on a 2-core CPU, with one thread each)
+    threads_per_unit: int | None = None   # torch threads of each unit's kernel (None: torch's default)
+    gpus_per_run: int = 1                 # processes (GPUs) per pretraining, under torchrun
+    device: str | None = None             # 'cpu' or 'cuda' for every unit (None: CUDA when available)
+    slurm: dict = field(default_factory=dict, hash=False)  # submitit parameters (`slurm_parameters`)
+    wait: bool = True                     # slurm: wait for the jobs; False: submit and leave (a rerun gathers them)
+    progress: bool = True                 # a progress bar, and one line per finished unit
+
+    def __post_init__(self):
+        parse_shard(self.shard)
+        _check(self.executor in EXECUTORS, 'executor', self.executor, "'local' or 'slurm'")
+        for name in ('jobs', 'gpus_per_run'):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, v, 'a positive integer')
+        _check(self.threads_per_unit is None or (isinstance(self.threads_per_unit, int) and self.threads_per_unit >= 1),
+               'threads_per_unit', self.threads_per_unit, 'a positive integer, or None')
+        _check(self.device in (None, 'cpu', 'cuda') or str(self.device).startswith('cuda:'), 'device', self.device,
+               "'cpu', 'cuda' or 'cuda:N' (None: CUDA when available)")
+        _check(isinstance(self.slurm, dict), 'slurm', self.slurm, 'a dict of submitit parameters')
+        gpn = self.slurm.get('gpus_per_node', self.gpus_per_run)
+        _check(gpn >= self.gpus_per_run, 'slurm_gpus_per_node', gpn, f'at least gpus_per_run={self.gpus_per_run}')
+
+
 # %% ../nbs/04_study.ipynb #bff6ed77
-def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, gpus_per_run: int, jobs: int, progress: bool,
-               shard: str | None = None, replan=None) -> list[Unit]:
-    """Run `todo` here, `jobs` units at a time, in plan order, each as soon as the unit it comes `after` is done.
+def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, run: Execution, replan=None) -> list[Unit]:
+    """Run `todo` here, `run.jobs` units at a time, in plan order, each as soon as the unit it comes `after` is done.
 
     Scheduling units rather than whole groups keeps every worker busy to the end of the sweep (a group's units are
     mostly independent: only an evaluation needs its pretraining). `replan()`, when given, plans the study again after
@@ -226,20 +259,21 @@ def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, gpu
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     from tqdm.auto import tqdm
     pending, running, unfinished, error = list(todo), {}, {u.name for u in todo}, None
+    jobs, progress = run.jobs, run.progress
     seen = {u.name for u in units}
     bar = tqdm(total=len(todo), desc=f'study {root.name}', unit='unit', disable=not progress)
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each unit is its own kernel process: threads only wait
         while running or (pending and error is None):
             if replan is not None:
                 units = replan()
-                new = [u for u in shard_units(units, shard) if u.name not in seen and not is_done(root, u)]
+                new = [u for u in shard_units(units, run.shard) if u.name not in seen and not is_done(root, u)]
                 seen |= {u.name for u in units}; pending += new; unfinished |= {u.name for u in new}
                 order = {u.name: i for i, u in enumerate(units)}
                 pending.sort(key=lambda u: order.get(u.name, len(order)))
                 if new: bar.total += len(new); bar.refresh()
             ready = [u for u in pending if u.after not in unfinished]
             for u in ready[:jobs - len(running)] if error is None else []:
-                pending.remove(u); running[pool.submit(run_unit, root, u, gpus_per_run)] = u
+                pending.remove(u); running[pool.submit(run_unit, root, u, run.gpus_per_run, run.device)] = u
             if not running:
                 raise StudyError(f"after={pending[0].after!r} is not allowed: unit {pending[0].name!r} waits for a unit "
                                  "that is not planned before it")
@@ -256,45 +290,109 @@ def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, gpu
 def run_units(root, # the study folder (created if missing)
               units: list[Unit], # the whole study
               preset: str, # recorded in every row of the results table
-              shard: str | None = None, # 'k/n': run only this machine's share
-              executor: str = 'local', # 'local' (here) or 'slurm' (submitit)
-              gpus_per_run: int = 1, # GPUs (processes under torchrun) for each pretraining
-              slurm: dict | None = None, # submitit parameters for 'slurm' (e.g. slurm_partition, timeout_min)
-              progress: bool = True,
-              jobs: int = 1, # local executor: units run at the same time
-              threads_per_unit: int | None = None, # torch threads of each unit (None: torch's default)
+              run: Execution = Execution(), # how and where (shard, executor, jobs, device, SLURM parameters)
               replan=None) -> pd.DataFrame: # local executor: `replan()` gives the study's units again (see `_run_local`)
-    "Run the units of `shard` not yet done in `root`, then gather the study's results table."
-    _check(executor in ('local', 'slurm'), 'executor', executor, "'local' or 'slurm'")
-    _check(isinstance(gpus_per_run, int) and gpus_per_run >= 1, 'gpus_per_run', gpus_per_run, 'a positive integer')
-    _check(isinstance(jobs, int) and jobs >= 1, 'jobs', jobs, 'a positive integer')
+    "Run the units of `run.shard` not yet done in `root`, then gather the study's results table."
     root = Path(root).resolve(); root.mkdir(parents=True, exist_ok=True)
-    if threads_per_unit: os.environ['OMP_NUM_THREADS'] = str(threads_per_unit)  # inherited by every unit's kernel
-    todo = [u for u in shard_units(units, shard) if not is_done(root, u)]
-    if executor == 'slurm': _run_submitit(root, todo, gpus_per_run, slurm or {})
-    else: units = _run_local(root, todo, units, preset, gpus_per_run, jobs, progress, shard, replan)
+    if run.threads_per_unit: os.environ['OMP_NUM_THREADS'] = str(run.threads_per_unit)  # inherited by every unit's kernel
+    todo = [u for u in shard_units(units, run.shard) if not is_done(root, u)]
+    if run.executor == 'slurm': _run_submitit(root, todo, run)
+    else: units = _run_local(root, todo, units, preset, run, replan)
     return collect_results(root, units, preset)
 
+
+# %% ../nbs/04_study.ipynb #5ebea385
+def slurm_minutes(time) -> int: # SLURM's `--time`: minutes, 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM' or 'D-HH:MM:SS'
+    "A SLURM time limit as whole minutes (what submitit's `timeout_min` takes), seconds rounded up."
+    s = str(time).strip()
+    days, dash, rest = s.partition('-') if '-' in s else ('0', '', s)
+    try: d, nums = int(days), [int(x) for x in rest.split(':')]
+    except ValueError: d, nums = -1, []
+    ok = d >= 0 and 1 <= len(nums) <= 3 and all(n >= 0 for n in nums)
+    h, m, sec = ((nums + [0, 0])[:3] if dash else [0, *nums] if len(nums) == 2 else nums if len(nums) == 3
+                 else [0, nums[0], 0]) if ok else (0, 0, 0)
+    minutes = d * 1440 + h * 60 + m + math.ceil(sec / 60)
+    _check(ok and minutes >= 1, 'slurm_time', time, "a time limit SLURM takes, e.g. 90 (minutes), '12:00:00' or '2-00:00:00'")
+    return minutes
+
+def slurm_parameters(partition: str | None = None, # SLURM partition
+                     time=None, # time limit of each job (`slurm_minutes`; None: 24 hours)
+                     account: str | None = None, qos: str | None = None, constraint: str | None = None,
+                     gpus_per_node: int | None = None, # GPUs each job asks for (None: the study's gpus_per_run)
+                     cpus_per_task: int | None = None, # CPU cores each job asks for (None: 8)
+                     sbatch=(), # any other `sbatch` option, as 'KEY=VALUE' (e.g. 'mail-type=END')
+                     setup=(), # shell lines each job runs before the study's code (e.g. 'module load cuda')
+                     cluster: str | None = None) -> dict: # submitit's executor: None (SLURM), 'local' or 'debug'
+    "submitit's parameters for the SLURM options given, each checked first; what is None keeps submitit's default."
+    p = {k: v for k, v in dict(slurm_partition=partition, slurm_account=account, slurm_qos=qos,
+                                slurm_constraint=constraint, cluster=cluster).items() if v}
+    if time is not None: p['timeout_min'] = slurm_minutes(time)
+    for name, v in (('gpus_per_node', gpus_per_node), ('cpus_per_task', cpus_per_task)):
+        if v is not None:
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f'slurm_{name}', v, 'a positive integer')
+            p[name] = v
+    extra = {}
+    for a in sbatch:
+        key, eq, value = str(a).lstrip('-').partition('=')
+        _check(bool(eq and key.strip()), 'sbatch', a, "'KEY=VALUE' for `sbatch --KEY=VALUE`, e.g. 'mail-type=END'")
+        extra[key.strip()] = value
+    if extra: p['slurm_additional_parameters'] = extra
+    if setup: p['slurm_setup'] = list(setup)
+    return p
+
+
 # %% ../nbs/04_study.ipynb #015c5b6d
-def run_group(root: str, units: list[Unit], gpus_per_run: int = 1) -> list[str]:
+def run_group(root: str, units: list[Unit], gpus_per_run: int = 1, device: str | None = None) -> list[str]:
     "Run one architecture's units in order, skipping finished ones (a submitit job)."
     done = []
     for u in units:
-        if not is_done(Path(root), u): run_unit(Path(root), u, gpus_per_run)
+        if not is_done(Path(root), u): run_unit(Path(root), u, gpus_per_run, device)
         done.append(u.name)
     return done
 
-def _run_submitit(root: Path, units: list[Unit], gpus_per_run: int, slurm: dict):
-    import submitit
-    options = dict(slurm)
-    ex = submitit.AutoExecutor(folder=root / 'submitit', cluster=options.pop('cluster', None))
-    ex.update_parameters(timeout_min=options.pop('timeout_min', 24 * 60), gpus_per_node=gpus_per_run,
-                         cpus_per_task=options.pop('cpus_per_task', 8), **options)
+SLURM_ACTIVE = ('PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING', 'REQUEUED', 'RESIZING', 'SUSPENDED')  # sacct's states
+
+def _job_active(folder: Path, job: dict) -> bool:
+    "Whether a job recorded in `submitit/jobs.json` may still be queued or running (so its group is not submitted again)."
+    import calendar, socket, submitit
+    if (folder / f"{job['job_id']}_0_result.pkl").exists(): return False  # submitit's result file: the job has ended
+    if job['cluster'] == 'slurm':   # sacct does not know a job for a moment after sbatch: then it counts as queued
+        state = submitit.SlurmJob(folder, job['job_id']).get_info(mode='force').get('State') or 'UNKNOWN'
+        since = time.time() - calendar.timegm(time.strptime(job['submitted'], '%Y-%m-%dT%H:%M:%SZ'))
+        return state.split()[0] in SLURM_ACTIVE or (state == 'UNKNOWN' and since < 3600)
+    if job['cluster'] != 'local' or job.get('host') != socket.gethostname(): return False
+    return _pid_running(int(job['job_id']))   # submitit's local jobs are processes of this machine, named by pid
+
+def _pid_running(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    try: return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[-1].split()[0] != 'Z'   # ended, not yet reaped: a zombie
+    except OSError: return True
+
+def _run_submitit(root: Path, units: list[Unit], run: Execution):
+    "Submit a job per architecture group of `units` (not those a job already queued or running holds); wait if `run.wait`."
+    import socket, submitit
+    folder, options = root / 'submitit', dict(run.slurm)
+    ex = submitit.AutoExecutor(folder=folder, cluster=options.pop('cluster', None))
+    ex.update_parameters(**{'timeout_min': 24 * 60, 'cpus_per_task': 8, 'gpus_per_node': run.gpus_per_run, **options})
+    record = folder / 'jobs.json'
+    known = json.loads(record.read_text()) if record.exists() else {}
     groups = {}
     for u in units: groups.setdefault(u.group, []).append(u)
-    jobs = [ex.submit(run_group, str(root), g, gpus_per_run) for g in groups.values()]
-    print(f"submitted {len(jobs)} jobs ({len(units)} units) to {ex.cluster}; waiting")
-    for j in jobs: j.result()
+    busy = [g for g in groups if g in known and _job_active(folder, known[g])]
+    jobs = {g: ex.submit(run_group, str(root), us, run.gpus_per_run, run.device) for g, us in groups.items() if g not in busy}
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(record, json.dumps({**known, **{g: dict(job_id=str(j.job_id), cluster=ex.cluster, host=socket.gethostname(),
+                                                          submitted=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+                                                 for g, j in jobs.items()}}, indent=1))
+    queued = f"; {len(busy)} still queued or running from an earlier submission" if busy else ''
+    print(f"submitted {len(jobs)} jobs ({sum(len(groups[g]) for g in jobs)} units) to {ex.cluster}{queued}; " +
+          ('waiting' if run.wait else f"job ids in {record}: run the same command again to gather what has finished"), flush=True)
+    if not run.wait: return
+    for j in jobs.values(): j.result()
+    while any(_job_active(folder, known[g]) for g in busy): time.sleep(30)
+
 
 # %% ../nbs/04_study.ipynb #633f644c
 BASELINES = ('mobilenet_v2', 'resnet18', 'resnet50')
@@ -367,58 +465,61 @@ def export_searches(root: Path, units: list[Unit]):
             if f.is_file() and not f.name.startswith('.ssl_arch-'): shutil.copy2(f, dst / f.name)   # not its manifest or lock
 
 # %% ../nbs/04_study.ipynb #d46f3c24
-def check_study_options(seed: int, protocol: str | None, shard: str | None, executor: str, gpus_per_run: int, jobs: int):
-    "Refuse a study option before anything runs, naming it, its value and what is allowed."
+def check_study_options(seed: int, protocol: str | None, run: Execution | None = None):
+    "Refuse a study option before anything runs, naming it, its value and what is allowed (`run` checked itself when made)."
     _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, 'seed', seed, 'an integer >= 0')
     _check(protocol is None or protocol in PROTOCOLS, 'protocol', protocol, f"one of {', '.join(map(repr, PROTOCOLS))}")
-    parse_shard(shard)
-    _check(executor in ('local', 'slurm'), 'executor', executor, "'local' or 'slurm'")
-    _check(isinstance(gpus_per_run, int) and gpus_per_run >= 1, 'gpus_per_run', gpus_per_run, 'a positive integer')
-    _check(isinstance(jobs, int) and jobs >= 1, 'jobs', jobs, 'a positive integer')
+    _check(run is None or isinstance(run, Execution), 'run', run, 'an Execution')
 
 def _claim_study(out: Path, study: str, preset: Preset) -> Path:
     "The study folder, claimed for `study` ('a' or 'b') on `preset` (a folder of units from before manifests is taken back)."
     return claim_folder(out, 'study', dict(study=study, preset=preset.name), adopt=lambda f: (f / 'units').is_dir())
 
 # %% ../nbs/04_study.ipynb #e05c2b7d
-def run_study_b(out, preset: Preset, seed: int = 0, shard: str | None = None, executor: str = 'local',
-                gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, protocol: str | None = None,
-                jobs: int = 1, threads_per_unit: int | None = None) -> pd.DataFrame:
+def _write_meta(out: Path, **meta):
+    "The study's meta.json: what was planned and how much of it is done (what `units_left` reads)."
+    atomic_write(Path(out) / 'meta.json', json.dumps(dict(**meta, ssl_arch_version=ssl_arch.__version__), indent=1))
+
+def units_left(out) -> int | None:
+    "How many units of the study in folder `out` are not done, as its last run counted them (None: it has not run)."
+    try: meta = json.loads((Path(out) / 'meta.json').read_text())
+    except (OSError, ValueError): return None
+    return meta['units'] - meta['units_done']
+
+def run_study_b(out, preset: Preset, seed: int = 0, run: Execution = Execution(), protocol: str | None = None) -> pd.DataFrame:
     "Run study B's searches, then its second phase (planned from what the searches found); return its results table."
-    check_study_options(seed, protocol, shard, executor, gpus_per_run, jobs)
+    check_study_options(seed, protocol, run)
     t0, out = time.time(), _claim_study(Path(out).resolve(), 'b', preset)
-    run = dict(shard=shard, executor=executor, gpus_per_run=gpus_per_run, slurm=slurm, progress=progress, jobs=jobs,
-               threads_per_unit=threads_per_unit)
     plan = lambda: study_b_units(out, preset, seed, protocol)
-    if executor == 'local': table = run_units(out, plan(), preset.name, **run, replan=plan)  # finds join as searches end
+    if run.executor == 'local': table = run_units(out, plan(), preset.name, run, replan=plan)  # finds join as searches end
     else:  # a job per group: the second phase is planned once every search (both methods) has finished
-        run_units(out, [u for u in plan() if u.notebook == 'search'], preset.name, **run)
-        table = run_units(out, plan(), preset.name, **run)
+        run_units(out, [u for u in plan() if u.notebook == 'search'], preset.name, run)
+        table = run_units(out, plan(), preset.name, run)
     units = plan()
     export_searches(out, units)
     searches = [u for u in units if u.notebook == 'search']
-    atomic_write(Path(out) / 'meta.json', json.dumps(dict(
-        study='B', preset=preset.name, seed=seed, units=len(units), units_done=sum(is_done(Path(out), u) for u in units),
-        searched={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
-                  if 'method' not in u.parameters},
-        random_search={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
-                       if 'method' in u.parameters},
-        seconds_this_run=round(time.time() - t0, 1), ssl_arch_version=ssl_arch.__version__), indent=1))
+    _write_meta(out, study='B', preset=preset.name, seed=seed, units=len(units),
+                units_done=sum(is_done(Path(out), u) for u in units),
+                searched={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
+                          if 'method' not in u.parameters},
+                random_search={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
+                               if 'method' in u.parameters},
+                seconds_this_run=round(time.time() - t0, 1))
     return table
+
 
 # %% ../nbs/04_study.ipynb #0941c6a2
 def run_study_a(out, # study folder
-                preset: Preset, seed: int = 0, shard: str | None = None, executor: str = 'local',
-                gpus_per_run: int = 1, slurm: dict | None = None, progress: bool = True, jobs: int = 1,
-                threads_per_unit: int | None = None, **plan) -> pd.DataFrame:
+                preset: Preset, seed: int = 0,
+                run: Execution = Execution(), # how and where it runs (shard, executor, jobs, device, SLURM)
+                **plan) -> pd.DataFrame: # `study_a_units`'s options: corpus, protocol, n_resnet, n_mobilenet, sets, epochs
     "Plan study A (see `study_a_units`), run this shard of it, and return the results table."
-    check_study_options(seed, plan.get('protocol'), shard, executor, gpus_per_run, jobs)
+    check_study_options(seed, plan.get('protocol'), run)
     units, out = study_a_units(preset, seed, **plan), _claim_study(Path(out).resolve(), 'a', preset)
     t0 = time.time()
-    table = run_units(out, units, preset.name, shard, executor, gpus_per_run, slurm, progress, jobs, threads_per_unit)
-    done = sum(is_done(Path(out), u) for u in units)
-    atomic_write(Path(out) / 'meta.json', json.dumps(dict(
-        study='A', preset=preset.name, seed=seed, plan={k: v for k, v in plan.items()}, units=len(units), units_done=done,
-        models=len({u.group for u in units}), seconds_this_run=round(time.time() - t0, 1),
-        ssl_arch_version=ssl_arch.__version__), indent=1))
+    table = run_units(out, units, preset.name, run)
+    _write_meta(out, study='A', preset=preset.name, seed=seed, plan=dict(plan), units=len(units),
+                units_done=sum(is_done(Path(out), u) for u in units), models=len({u.group for u in units}),
+                seconds_this_run=round(time.time() - t0, 1))
     return table
+

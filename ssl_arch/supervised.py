@@ -21,10 +21,10 @@ from .archs import arch_record, build_model, get_spec
 from .augment import eval_transform
 from .distributed import rank_seed, seed_everything
 from .results import is_records_file, results_record
-from .training import (result_fields, NonFiniteLossError, build_optimizer, resolve_device, scaled_lr, speed_choices,
+from .training import (result_fields, summary_writer, NonFiniteLossError, build_optimizer, resolve_device, scaled_lr, speed_choices,
                                warmup_cosine_scheduler, weights_hash)
 from .files import save_json
-from .outputs import output_file
+from .outputs import records_output
 
 # %% auto #0
 __all__ = ['SupervisedError', 'random_crop_flip', 'SupervisedConfig', 'check_labelled', 'load_labelled', 'supervised_step',
@@ -182,7 +182,8 @@ def split_accuracy(model: nn.Module, split, image_size: int, device, workers=Non
 # %% ../nbs/02b_supervised.ipynb #bfed74bc
 def fit_supervised(config: SupervisedConfig, # what to train (a preset's `supervised_config(arch, data)`)
                    device=None, # 'cpu', 'cuda', 'cuda:N'; default: CUDA when available
-                   progress: bool = False, # print one line per epoch
+                   progress: bool = False, # print one line per epoch, with the time left
+                   log_dir=None, # TensorBoard events in `log_dir/tb`: loss and learning rate per epoch, top-1 at the end
                   ) -> tuple[nn.Module, dict]:
     "Train `config.arch` from scratch with labels on `config.data`; (the trained model, its results-table record)."
     t0, device = time.perf_counter(), resolve_device(device)
@@ -201,6 +202,7 @@ def fit_supervised(config: SupervisedConfig, # what to train (a preset's `superv
     g, history = torch.Generator().manual_seed(rank_seed(config.seed, 0)), []
     if isinstance(train, tuple): train = tuple(t.to(device) for t in train)
     model.train()
+    writer = summary_writer(log_dir) if log_dir is not None else None
     for epoch in range(config.epochs):
         order, losses = torch.randperm(n, generator=g), []
         for i, (x, y) in enumerate(train_batches(config, train, order, epoch, g, device)):
@@ -209,9 +211,17 @@ def fit_supervised(config: SupervisedConfig, # what to train (a preset's `superv
                 raise NonFiniteLossError(f"loss={loss} at step {epoch * steps + i + 1} (epoch {epoch + 1}): lower lr={config.lr}")
             scheduler.step(); losses.append(loss)
         history.append(dict(epoch=epoch + 1, loss=sum(losses) / len(losses)))
-        if progress: print(f"epoch {epoch + 1}/{config.epochs} loss {history[-1]['loss']:.4f}")
+        if writer: writer.add_scalar('supervised/loss', history[-1]['loss'], epoch + 1)
+        if writer: writer.add_scalar('supervised/lr', optimizer.param_groups[0]['lr'], epoch + 1)
+        if progress:
+            spent = time.perf_counter() - t0
+            print(f"epoch {epoch + 1}/{config.epochs} loss {history[-1]['loss']:.4f} ({spent:.0f} s, "
+                  f"about {spent / (epoch + 1) * (config.epochs - epoch - 1):.0f} s left)", flush=True)
     acc = lambda split: split_accuracy(model, split, config.image_size, device, config.workers, **speed)
     record = supervised_record(config, model, acc(test), acc(train), n, _count(test), history[-1]['loss'], device)
+    if writer:
+        for k in ('top1', 'train_top1'): writer.add_scalar(f'supervised/{k}', record[k], config.epochs)
+        writer.close()
     record['seconds'] = round(time.perf_counter() - t0, 2)
     return model, record
 
@@ -234,18 +244,17 @@ def supervised_record(config: SupervisedConfig, model: nn.Module, # the run and 
 
 # %% ../nbs/02b_supervised.ipynb #5de011ec
 def train_supervised(config: SupervisedConfig, # what to train (a preset's `supervised_config(arch, data)`)
-                     device=None) -> dict: # 'cpu', 'cuda', 'cuda:N'; default: CUDA when available
+                     device=None, # 'cpu', 'cuda', 'cuda:N'; default: CUDA when available
+                     progress: bool = False, log_dir=None) -> dict: # see `fit_supervised`
     "Train `config.arch` from scratch with labels on `config.data`; the results-table record (top-1 on the test split)."
-    return fit_supervised(config, device)[1]
+    return fit_supervised(config, device, progress, log_dir)[1]
 
 # %% ../nbs/02b_supervised.ipynb #9e4fa3ab
 def supervised_run(config: SupervisedConfig, # what to train
-                   out, # JSON file to write: a list with one record
-                   device=None) -> dict:
+                   out, # a folder (records.json and the TensorBoard log tb/ in it), or a JSON file: a list with the one record
+                   device=None, progress: bool = False, log_dir=None) -> dict: # see `fit_supervised`
     "Run `train_supervised(config)` and write its record to `out` as a one-record JSON list, atomically."
-    out = Path(out)
-    _check(out.suffix == '.json', 'out', str(out), 'a path ending in .json')
-    output_file(out, 'out', '.json', replaces=is_records_file)   # a folder, a file of another kind, unwritable: refused first
-    record = train_supervised(config, device)
-    save_json([record], out)
+    with records_output(out, 'supervised', result_fields(config.to_dict()), replaces=is_records_file) as (file, folder):
+        record = train_supervised(config, device, progress, log_dir or folder)   # a bad `out` was refused before this
+        save_json([record], file)
     return record

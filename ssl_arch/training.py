@@ -15,10 +15,10 @@ import ssl_arch
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SPEED_CHOICES', 'CHECKPOINT_FORMAT', 'RUNTIME_FIELDS', 'TrainingError', 'NonFiniteLossError', 'LARS',
-           'param_groups', 'build_optimizer', 'scaled_lr', 'WarmupCosine', 'warmup_cosine_scheduler', 'speed_choices',
-           'resolve_device', 'library_versions', 'save_checkpoint', 'result_fields', 'load_checkpoint', 'load_weights',
-           'weights_hash']
+__all__ = ['OPTIMIZERS', 'SPEED_CHOICES', 'CHECKPOINT_FORMAT', 'RUNTIME_FIELDS', 'TB_DIR', 'TrainingError', 'NonFiniteLossError',
+           'LARS', 'param_groups', 'build_optimizer', 'scaled_lr', 'WarmupCosine', 'warmup_cosine_scheduler',
+           'speed_choices', 'resolve_device', 'library_versions', 'save_checkpoint', 'result_fields', 'load_checkpoint',
+           'load_weights', 'summary_writer', 'weights_hash']
 
 # %% ../nbs/02_training.ipynb #32d7c12f
 class TrainingError(ValueError):
@@ -158,6 +158,16 @@ def load_weights(module: nn.Module, state: dict, what: str, path):
         first = str(e).strip().splitlines()
         raise TrainingError(f"checkpoint={str(path)!r} is not allowed: its {what} does not fit this model "
                             f"({first[1].strip() if len(first) > 1 else first[0]})") from e
+
+# %% ../nbs/02_training.ipynb #5e21e587
+TB_DIR = 'tb'  # the TensorBoard folder inside every output folder
+
+def summary_writer(out, # the output folder; the events go to `out/tb`
+                   purge_step: int = 0): # drop events at and after this step left by an earlier run (0: all of them)
+    "A TensorBoard writer in `out/tb`."
+    from torch.utils.tensorboard import SummaryWriter  # here: importing it costs a second, and only a run that logs needs it
+    return SummaryWriter(str(Path(out) / TB_DIR), purge_step=purge_step)
+
 
 # %% ../nbs/02_training.ipynb #e8d09e33
 def weights_hash(module: nn.Module) -> str:

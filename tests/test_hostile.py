@@ -172,10 +172,10 @@ def test_papermill_refuses_an_unknown_parameter(tmp_path):
 
 @pytest.mark.parametrize('command', [
     ['pretrain', '--preset', 'smoke', '--arch', RESNET, '--data', 'tiny-objects', '--out', '{out}'],
-    ['probe', '--checkpoint', '{run}', '--data', 'tiny-digits', '--out', '{out}/p.json'],
+    ['probe', '--checkpoint', '{run}', '--data', 'tiny-digits', '--out', '{out}/p'],
     ['search', '--preset', 'smoke', '--data', 'tiny-objects', '--out', '{out}'],
     ['random-search', '--preset', 'smoke', '--data', 'tiny-objects', '--out', '{out}'],
-    ['supervised', '--preset', 'smoke', '--arch', RESNET, '--data', 'tiny-faces', '--out', '{out}/r.json'],
+    ['supervised', '--preset', 'smoke', '--arch', RESNET, '--data', 'tiny-faces', '--out', '{out}/r'],
     ['study', '--preset', 'smoke', '--out', '{out}'],
     ['figures', '--results', '{results}', '--out', '{out}'],
     ['reproduce', '--preset', 'smoke', '--out', '{out}'],

@@ -47,10 +47,11 @@ def test_a_registry_set_under_the_data_root_pretrains_from_files(run, fx):
 
 @pytest.mark.parametrize('data', ['cifar10', 'my-manifest/split_manifest.csv', 'folder:my-folder'])
 def test_every_form_of_data_probes_and_records_its_fingerprint(run, fx, data, tmp_path):
-    out = tmp_path / 'records.json'
+    out = tmp_path / 'probe'
     r = cli('probe', '--checkpoint', run, '--data', data, '--data-root', fx, '--out', out, '--workers', '0')
     assert r.returncode == 0, r.stderr[-2000:]
-    rec, = json.loads(out.read_text())
+    rec, = json.loads((out / 'records.json').read_text())
+    assert next((out / 'tb').glob('events.out.tfevents.*')).stat().st_size > 0      # its TensorBoard log beside it
     assert rec['eval_data'] == data and rec['n_test'] > 0 and 0 <= rec['top1'] <= 100
     assert Path(rec['data_location']).exists() and len(rec['data_fingerprint']) == 16
 

@@ -52,3 +52,18 @@ def test_supervised_notebook_runs_under_papermill(tmp_path):
     r = records[0]
     assert (r['arch_id'], r['eval_data'], r['init'], r['protocol'], r['seed'], r['epochs'], r['batch_size'], r['n_train']) == \
            (TINY, 'tiny-faces', 'supervised', 'supervised', 2, 1, 16, 64)
+
+
+def test_the_command_writes_a_folder_with_its_record_and_tensorboard_log(tmp_path, capsys):
+    from ssl_arch.cli import main
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    args = ['supervised', '--preset', 'smoke', '--arch', TINY, '--data', 'tiny-faces', '--epochs', '2', '--device', 'cpu']
+    assert main([*args, '--out', str(tmp_path / 'sup')]) == 0
+    out = capsys.readouterr().out
+    assert 'epoch 1/2 loss' in out and 's left)' in out and f'{TINY} on tiny-faces: top1=' in out   # progress, then the result
+    record, = json.loads((tmp_path / 'sup' / 'records.json').read_text())
+    tb = EventAccumulator(str(tmp_path / 'sup' / 'tb')).Reload()
+    assert [e.step for e in tb.Scalars('supervised/loss')] == [1, 2]
+    assert tb.Scalars('supervised/top1')[-1].value == pytest.approx(record['top1'])
+    assert main([*args, '--lr', '0.05', '--out', str(tmp_path / 'sup')]) == 2                        # another run's folder
+    assert "holds the outputs of `ssl-arch supervised` for other values (lr: " in capsys.readouterr().err
