@@ -652,6 +652,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'ssl_arch.streaming.resized_crop': ('streaming.html#resized_crop', 'ssl_arch/streaming.py')},
             'ssl_arch.study': { 'ssl_arch.study.Execution': ('study.html#execution', 'ssl_arch/study.py'),
                                 'ssl_arch.study.Execution.__post_init__': ('study.html#execution.__post_init__', 'ssl_arch/study.py'),
+                                'ssl_arch.study.Execution.for_preset': ('study.html#execution.for_preset', 'ssl_arch/study.py'),
                                 'ssl_arch.study.StudyError': ('study.html#studyerror', 'ssl_arch/study.py'),
                                 'ssl_arch.study.Unit': ('study.html#unit', 'ssl_arch/study.py'),
                                 'ssl_arch.study.Unit.key': ('study.html#unit.key', 'ssl_arch/study.py'),

@@ -195,17 +195,17 @@ def _execution_options(p: argparse.ArgumentParser):
 def _execution(options: dict, preset):
     "The `Execution` of a study command's parsed run options (jobs and threads default to the preset's run settings)."
     from ssl_arch.study import Execution, StudyError, slurm_parameters
-    given = {k: v for k, v in options.items() if k.startswith('slurm_') and v not in (None, [])} | \
-            ({'sbatch': options['sbatch']} if options.get('sbatch') else {})
-    if options.get('executor', 'local') != 'slurm':
-        for k, v in [*given.items(), *((('no_wait', True),) if options.get('wait') is False else ())]:
-            raise StudyError(f"{k}={v!r} is not allowed with executor={options.get('executor', 'local')!r}: add --executor slurm")
+    executor = options.get('executor', 'local')
+    given = {k: v for k, v in options.items() if (k.startswith('slurm_') or k == 'sbatch') and v not in (None, [])} | \
+            ({'no_wait': True} if options.get('wait') is False else {})
+    if executor != 'slurm':
+        for k, v in given.items(): raise StudyError(f"{k}={v!r} is not allowed with executor={executor!r}: add --executor slurm")
     slurm = slurm_parameters(options.get('slurm_partition'), options.get('slurm_time'), options.get('slurm_account'),
                              options.get('slurm_qos'), options.get('slurm_constraint'), options.get('slurm_gpus_per_node'),
                              options.get('slurm_cpus_per_task'), options.get('sbatch') or (), options.get('slurm_setup') or ())
-    return Execution(options.get('shard'), options.get('executor', 'local'), options.get('jobs') or preset.run.jobs,
-                     preset.run.threads_per_unit or None, options.get('gpus_per_run', 1), options.get('device'), slurm,
-                     options.get('wait', True))
+    return Execution.for_preset(preset, options.get('jobs'), shard=options.get('shard'), executor=executor,
+                                gpus_per_run=options.get('gpus_per_run', 1), device=options.get('device'), slurm=slurm,
+                                wait=options.get('wait', True))
 
 def _with_execution(func):
     "The parser of `func`'s documented signature, plus the options of how a study runs."

@@ -56,7 +56,7 @@ def reproduce(preset: str | Preset = 'tiny', # 'smoke', 'tiny', 'paper', a prese
     "Run study A, study B and the figures on `preset`; returns the seconds each stage took in this run."
     preset = get_preset(preset, overrides)
     for name in stages: study._check(name in STAGES, 'stage', name, f"one of {', '.join(map(repr, STAGES))}")
-    run = run or study.Execution(jobs=preset.run.jobs, threads_per_unit=preset.run.threads_per_unit or None, progress=progress)
+    run = run or study.Execution.for_preset(preset, progress=progress)
     study.check_study_options(seed, protocol, run)
     root = (Path(out) / preset.name).resolve()
     figures = Path(figures or preset.run.figures or root / 'paper_figures').resolve()

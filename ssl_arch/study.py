@@ -246,6 +246,11 @@ class Execution:
         gpn = self.slurm.get('gpus_per_node', self.gpus_per_run)
         _check(gpn >= self.gpus_per_run, 'slurm_gpus_per_node', gpn, f'at least gpus_per_run={self.gpus_per_run}')
 
+    @classmethod
+    def for_preset(cls, preset: Preset, jobs: int | None = None, **options) -> Execution:
+        "An `Execution` with the preset's run settings: its jobs (unless `jobs` is given) and threads per unit."
+        return cls(jobs=jobs or preset.run.jobs, threads_per_unit=preset.run.threads_per_unit or None, **options)
+
 
 # %% ../nbs/04_study.ipynb #bff6ed77
 def _run_local(root: Path, todo: list[Unit], units: list[Unit], preset: str, run: Execution, replan=None) -> list[Unit]:
