@@ -18,13 +18,14 @@ from .datasets import (CORPUS_SIZES, DOWNSTREAM_SIZES, EMBEDDED, IMAGE_SIZE, MIC
                                TEXTURE_CLASSES, data_dir)
 
 # %% auto #0
-__all__ = ['SUITE_SEED', 'SUITE_VERSION', 'SPECIES', 'STAINS', 'GENERATORS', 'SUITE_PACKAGES', 'SUITE_FINGERPRINTS',
+__all__ = ['SUITE_SEED', 'SUITE_VERSION', 'DTYPE', 'SPECIES', 'STAINS', 'GENERATORS', 'SUITE_PACKAGES', 'SUITE_FINGERPRINTS',
            'render_split', 'recipe_hash', 'suite_packages', 'suite_cpu', 'array_fingerprint', 'build_suite',
            'ensure_suite', 'suite_manifest', 'suite_fingerprints']
 
 # %% ../nbs/01b_suite.ipynb #8e2ee067
 SUITE_SEED = 0       # the suite's seed: every generator's seed derives from it
-SUITE_VERSION = 1    # bump when a generator or a size changes: cached suites of another version are rebuilt
+SUITE_VERSION = 2    # bump when a generator or a size changes: cached suites of another version are rebuilt
+DTYPE = torch.float64  # every image is rendered in double precision, then rounded to uint8 (see 'The processor' below)
 
 def _generator(*key) -> torch.Generator:
     "A torch generator seeded by a stable hash of `key` (the same on every machine and Python run)."
@@ -33,7 +34,7 @@ def _generator(*key) -> torch.Generator:
 
 def _uniform(n, lo, hi, g, *shape):
     "`n` (x `shape`) uniform draws in [lo, hi)."
-    return torch.rand((n,) + shape, generator=g) * (hi - lo) + lo
+    return torch.rand((n,) + shape, generator=g).to(DTYPE) * (hi - lo) + lo
 
 # %% ../nbs/01b_suite.ipynb #a7d558f1
 def _crops(src: torch.Tensor, n: int, g: torch.Generator, scale=(0.1, 1.0), ratio=(3/4, 4/3), max_rotation=0.,
@@ -47,7 +48,7 @@ def _crops(src: torch.Tensor, n: int, g: torch.Generator, scale=(0.1, 1.0), rati
     cx = (_uniform(n, -1, 1, g) * (1 - sx)) * centre
     cy = (_uniform(n, -1, 1, g) * (1 - sy)) * centre
     a = _uniform(n, -max_rotation, max_rotation, g) * math.pi / 180
-    fx = torch.where(torch.rand(n, generator=g) < 0.5, -1., 1.) if flip else torch.ones(n)
+    fx = (torch.where(torch.rand(n, generator=g) < 0.5, -1., 1.) if flip else torch.ones(n)).to(DTYPE)
     # output (u, v) in [-1, 1]^2 -> source: centre + rotation of the crop's half-extents (in pixels, then normalised)
     theta = torch.stack([torch.stack([fx * a.cos() * cw / W, -a.sin() * ch / W, cx], 1),
                          torch.stack([fx * a.sin() * cw / H, a.cos() * ch / H, cy], 1)], 1)
@@ -65,7 +66,7 @@ def _colour_shift(x: torch.Tensor, g: torch.Generator, brightness=0.2, contrast=
     x = grey + (x - grey) * f(saturation)
     m = x.mean((1, 2, 3), keepdim=True)
     x = (m + (x - m) * f(contrast)) * f(brightness) + _uniform(n, -cast, cast, g, 3, 1, 1)
-    return (x + torch.randn(x.shape, generator=g) * noise).clamp(0, 1)
+    return (x + torch.randn(x.shape, generator=g, dtype=DTYPE) * noise).clamp(0, 1)
 
 # %% ../nbs/01b_suite.ipynb #b61bfb26
 def _paint(mask: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
@@ -75,8 +76,8 @@ def _paint(mask: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor) -> torch.Tens
 
 def _contrasting_colours(n: int, g: torch.Generator, min_gap=0.3) -> tuple[torch.Tensor, torch.Tensor]:
     "Random foreground and background colours whose luminance differs by at least `min_gap`."
-    fg, bg = torch.rand(n, 3, generator=g), torch.rand(n, 3, generator=g)
-    lum = lambda c: c @ torch.tensor([0.299, 0.587, 0.114])
+    fg, bg = torch.rand(n, 3, generator=g).to(DTYPE), torch.rand(n, 3, generator=g).to(DTYPE)
+    lum = lambda c: c @ torch.tensor([0.299, 0.587, 0.114], dtype=DTYPE)
     close = (lum(fg) - lum(bg)).abs() < min_gap
     bg[close] = torch.where(lum(fg[close]).unsqueeze(1) > 0.5, bg[close] * 0.3, 0.7 + bg[close] * 0.3)
     return fg, bg
@@ -84,9 +85,9 @@ def _contrasting_colours(n: int, g: torch.Generator, min_gap=0.3) -> tuple[torch
 # %% ../nbs/01b_suite.ipynb #05bba1e3
 def _coords(n: int, g: torch.Generator, size: int = IMAGE_SIZE, rotate=True, shift=0.):
     "Per-image pixel coordinates (x, y), each (n,size,size) in about [-1, 1], randomly rotated and shifted."
-    t = (torch.arange(size) + 0.5) / size * 2 - 1
+    t = (torch.arange(size, dtype=DTYPE) + 0.5) / size * 2 - 1
     yy, xx = torch.meshgrid(t, t, indexing='ij')
-    a = _uniform(n, 0, 2 * math.pi, g, 1, 1) if rotate else torch.zeros(n, 1, 1)
+    a = _uniform(n, 0, 2 * math.pi, g, 1, 1) if rotate else torch.zeros(n, 1, 1, dtype=DTYPE)
     dx, dy = _uniform(n, -shift, shift, g, 1, 1), _uniform(n, -shift, shift, g, 1, 1)
     x, y = xx - dx, yy - dy
     return x * a.cos() + y * a.sin(), -x * a.sin() + y * a.cos()
@@ -94,13 +95,13 @@ def _coords(n: int, g: torch.Generator, size: int = IMAGE_SIZE, rotate=True, shi
 # %% ../nbs/01b_suite.ipynb #f7150574
 def _smooth_noise(n: int, g: torch.Generator, cells: int = 4, size: int = IMAGE_SIZE) -> torch.Tensor:
     "A smooth random field (n,size,size) in [0, 1]: bicubic upsampling of a coarse `cells` x `cells` noise grid."
-    v = F.interpolate(torch.rand(n, 1, cells, cells, generator=g), size=size, mode='bicubic', align_corners=False)
+    v = F.interpolate(torch.rand(n, 1, cells, cells, generator=g).to(DTYPE), size=size, mode='bicubic', align_corners=False)
     return v[:, 0].clamp(0, 1)
 
 # %% ../nbs/01b_suite.ipynb #4f26ac1e
 def _spectral_noise(n: int, g: torch.Generator, slope: float, orientation: float | None = None, size: int = IMAGE_SIZE):
     "Power-law (1/f^slope) noise (n,size,size) scaled to [0, 1]; `orientation` (degrees spread) keeps one direction."
-    f = torch.fft.fftfreq(size)
+    f = torch.fft.fftfreq(size, dtype=DTYPE)
     fy, fx = torch.meshgrid(f, f, indexing='ij')
     radius = (fx**2 + fy**2).sqrt().clamp(min=1 / size)
     amp = (radius ** (-slope / 2)).expand(n, size, size).clone()
@@ -108,7 +109,7 @@ def _spectral_noise(n: int, g: torch.Generator, slope: float, orientation: float
         a = _uniform(n, 0, math.pi, g, 1, 1)
         d = torch.remainder(torch.atan2(fy, fx) - a + math.pi / 2, math.pi) - math.pi / 2
         amp = amp * torch.exp(-(d / math.radians(orientation)) ** 2)
-    z = torch.fft.ifft2(torch.fft.fft2(torch.randn(n, size, size, generator=g)) * amp).real
+    z = torch.fft.ifft2(torch.fft.fft2(torch.randn(n, size, size, generator=g, dtype=DTYPE)) * amp).real
     lo, hi = z.amin((1, 2), keepdim=True), z.amax((1, 2), keepdim=True)
     return (z - lo) / (hi - lo + 1e-8)
 
@@ -132,11 +133,11 @@ def _photo(name: str, side: int) -> torch.Tensor:
     "Source image `name` as float RGB (1,3,H,W) in [0, 1], its shorter side resized (antialiased) to `side`."
     a = _load_source(name)
     if name == 'horse':   # a CC0 silhouette: paint it brown on a sky-to-meadow gradient, a photo-like object
-        m = torch.from_numpy(~a).float()
-        t = torch.linspace(0, 1, m.shape[0]).view(-1, 1, 1)
-        bg = (1 - t) * torch.tensor([0.55, 0.7, 0.9]) + t * torch.tensor([0.35, 0.55, 0.25])
-        a = (bg * (1 - m[..., None]) + torch.tensor([0.45, 0.28, 0.15]) * m[..., None]).numpy()
-    x = torch.from_numpy(np.asarray(a, dtype=np.float32))
+        m = torch.from_numpy(~a).to(DTYPE)
+        t = torch.linspace(0, 1, m.shape[0], dtype=DTYPE).view(-1, 1, 1)
+        bg = (1 - t) * torch.tensor([0.55, 0.7, 0.9], dtype=DTYPE) + t * torch.tensor([0.35, 0.55, 0.25], dtype=DTYPE)
+        a = (bg * (1 - m[..., None]) + torch.tensor([0.45, 0.28, 0.15], dtype=DTYPE) * m[..., None]).numpy()
+    x = torch.from_numpy(np.asarray(a, dtype=np.float64))
     if a.dtype == np.uint8: x = x / 255
     if x.dim() == 2: x = x.unsqueeze(-1).expand(-1, -1, 3)
     x = x[..., :3].permute(2, 0, 1).unsqueeze(0)
@@ -172,7 +173,7 @@ def _species_class(k, n, g, split):
     "A fine-grained procedural 'species': spectral noise with the class's slope, orientation and palette."
     slope, spread, lo, hi = SPECIES[SPECIES_CLASSES[k]]
     v = _spectral_noise(n, g, slope + float(_uniform(1, -0.1, 0.1, g)), spread).unsqueeze(1)
-    lo, hi = torch.tensor(lo).view(1, 3, 1, 1), torch.tensor(hi).view(1, 3, 1, 1)
+    lo, hi = torch.tensor(lo, dtype=DTYPE).view(1, 3, 1, 1), torch.tensor(hi, dtype=DTYPE).view(1, 3, 1, 1)
     return _colour_shift(lo + (hi - lo) * v, g, brightness=0.15, contrast=0.15, saturation=0.1, cast=0.03)
 
 def _species_corpus_class(k, n, g, split):
@@ -183,7 +184,7 @@ def _species_corpus_class(k, n, g, split):
 def _digits_class(k, n, g, split):
     "House-number-like crops of digit `k` with neighbouring digits, random colours, shading and noise."
     d = _load_source('digits')
-    imgs, tgt = torch.from_numpy(d.images).float() / 16, torch.from_numpy(d.target)
+    imgs, tgt = torch.from_numpy(d.images).to(DTYPE) / 16, torch.from_numpy(d.target)
     pool = torch.arange(1000) if split == 'train' else torch.arange(1000, len(tgt))
     own = pool[tgt[pool] == k]
     idx = torch.stack([own[torch.randint(len(own), (n,), generator=g)],          # the labelled digit, centre
@@ -191,11 +192,11 @@ def _digits_class(k, n, g, split):
                        pool[torch.randint(len(pool), (n,), generator=g)]], 1)
     h, w = _uniform(n, 0.55, 0.8, g), _uniform(n, 0.38, 0.5, g)                  # glyph half-height / half-width
     gap = w * 2 * _uniform(n, 0.95, 1.15, g)
-    mask = torch.zeros(n, IMAGE_SIZE, IMAGE_SIZE)
+    mask = torch.zeros(n, IMAGE_SIZE, IMAGE_SIZE, dtype=DTYPE)
     for j, dx in enumerate((torch.zeros(n), -gap, gap)):
         tx, ty = dx + _uniform(n, -0.08, 0.08, g), _uniform(n, -0.1, 0.1, g)
-        theta = torch.stack([torch.stack([1 / w, torch.zeros(n), -tx / w], 1),
-                             torch.stack([torch.zeros(n), 1 / h, -ty / h], 1)], 1)
+        theta = torch.stack([torch.stack([1 / w, torch.zeros(n, dtype=DTYPE), -tx / w], 1),
+                             torch.stack([torch.zeros(n, dtype=DTYPE), 1 / h, -ty / h], 1)], 1)
         grid = F.affine_grid(theta, (n, 1, IMAGE_SIZE, IMAGE_SIZE), align_corners=False)
         mask = torch.maximum(mask, F.grid_sample(imgs[idx[:, j]].unsqueeze(1), grid, align_corners=False)[:, 0])
     fg, bg = _contrasting_colours(n, g)
@@ -218,17 +219,17 @@ def _textures_class(k, n, g, split):
     elif name == 'grid': m = (torch.cos(f * x + ph) > 0.8) | (torch.cos(f * y + ph) > 0.8)
     else: m = _smooth_noise(n, g, cells=5) > 0.5
     fg, bg = _contrasting_colours(n, g)
-    return _colour_shift(_paint(m.float(), fg, bg), g, cast=0.0)
+    return _colour_shift(_paint(m.to(DTYPE), fg, bg), g, cast=0.0)
 
 # %% ../nbs/01b_suite.ipynb #3dbc5159
 def _faces_class(k, n, g, split):
     "LFW faces (k=0) or LFW non-face patches (k=1): crops, tints; splits use disjoint source images."
-    lfw = torch.from_numpy(_load_source('lfw_subset')).float().unsqueeze(1).expand(-1, 3, -1, -1)
+    lfw = torch.from_numpy(_load_source('lfw_subset')).to(DTYPE).unsqueeze(1).expand(-1, 3, -1, -1)
     pool = torch.arange(70) if split == 'train' else torch.arange(70, 100)
     pool = pool + 100 * k
     idx = pool[torch.randint(len(pool), (n,), generator=g)]
     x = _crops(lfw, n, g, scale=(0.6, 1.0), ratio=(0.9, 1.1), max_rotation=10, index=idx)
-    tint = torch.tensor([1.0, 0.85, 0.7]) + _uniform(n, -0.15, 0.15, g, 3)
+    tint = torch.tensor([1.0, 0.85, 0.7], dtype=DTYPE) + _uniform(n, -0.15, 0.15, g, 3)
     return _colour_shift(x * tint.view(n, 3, 1, 1), g, cast=0.03)
 
 # %% ../nbs/01b_suite.ipynb #b98d0ebd
@@ -266,7 +267,7 @@ def _micro_scene_class(k, n, g, split):
         a, b, c = _uniform(n, 0.2, 0.5, g, 1, 1), _uniform(n, 2, 5, g, 1, 1), _uniform(n, -0.5, 0.5, g, 1, 1)
         u, v = _coords(n, g)
         m = torch.maximum(0.6 * m, torch.exp(-(v - c - a * torch.sin(b * u))**2 / (2 * 0.06**2)))
-    stain = torch.tensor(STAINS)[torch.randint(len(STAINS), (n,), generator=g)]
+    stain = torch.tensor(STAINS, dtype=DTYPE)[torch.randint(len(STAINS), (n,), generator=g)]
     bg = stain[:, 0].view(n, 3, 1, 1) * (0.85 + 0.3 * _smooth_noise(n, g, cells=6).unsqueeze(1))
     return _colour_shift(_paint(m.clamp(0, 1), stain[:, 1], bg), g, brightness=0.1, contrast=0.1, cast=0.03)
 
@@ -339,7 +340,7 @@ def suite_packages() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in SUITE_PACKAGES}
 
 def suite_cpu() -> str:
-    "The machine and the vector code torch runs on it (e.g. 'x86_64 AVX512'); AVX2 and AVX512 render the same suite."
+    "The machine and the vector code torch runs on it (e.g. 'x86_64 AVX512'), recorded as provenance: every path renders the same suite."
     return f'{platform.machine()} {torch.backends.cpu.get_cpu_capability()}'
 
 # %% ../nbs/01b_suite.ipynb #0f677cd6
@@ -352,15 +353,15 @@ def array_fingerprint(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 SUITE_FINGERPRINTS = {  # each set's `array_fingerprint`, built by the packages of requirements-lock.txt
-    'tiny-objects': 'b1fa66162699f3b8',
-    'tiny-species': '9e8288553b53b832',
-    'tiny-species-mini': '799bcf3b68d2f1e5',
-    'tiny-digits': '3d35bb54ae5b248f',
-    'tiny-textures': '12e017a0dae2cd15',
-    'tiny-faces': '913da8c131295178',
-    'tiny-micro': '22efe8a94bd6454d',
-    'tiny-lowres': 'a76e8e26b5c32324',
-    'tiny-shapes': '5cdc0cc3e105adbc'}
+    'tiny-objects': '287f112e253d0ae3',
+    'tiny-species': '1fc3ce210cf5491e',
+    'tiny-species-mini': '8e15c3e3f85e759f',
+    'tiny-digits': '25ede5b1390b5c93',
+    'tiny-textures': '20e871fe7fc18aae',
+    'tiny-faces': 'bed719b9266c1907',
+    'tiny-micro': '09078c2fe8eda40d',
+    'tiny-lowres': '6753ce42d484f6aa',
+    'tiny-shapes': '6ed55d64227546de'}
 
 # %% ../nbs/01b_suite.ipynb #43bee568
 def _sha256(path: Path) -> str:
@@ -409,8 +410,8 @@ def build_suite(root=None, verbose: bool = False) -> dict:
     atomic_write(root / 'manifest.json', json.dumps(manifest, indent=1))
     changed = [n for n, s in sets.items() if s['fingerprint'] != SUITE_FINGERPRINTS.get(n)]
     if changed: warnings.warn(f"the embedded suite built in {root} differs from the project's reference in {', '.join(changed)}: "
-                              f"{suite_packages()} on {suite_cpu()} render other images than requirements-lock.txt's packages on x86-64 "
-                              "with AVX2 or AVX-512, so results will differ", stacklevel=2)
+                              f"{suite_packages()} on {suite_cpu()} render other images than requirements-lock.txt's packages, "
+                              "so results will differ", stacklevel=2)
     return manifest
 
 # %% ../nbs/01b_suite.ipynb #9bc148df
