@@ -19,16 +19,18 @@ from .analysis import (accuracy_table, correlation_table, usable_sets, main_corp
                                table3_downstream, table4_supervised, in_distribution, read_searched, cells_table,
                                paper_comparison, arch_table, simclr_vs_random, best_architectures,
                                search_vs_random, FIT_METHODS)
+from .claims import claims_markdown, claims_table
 from .datasets import dataset_info, dataset_table, DataError
 from .files import atomic_write
 from .outputs import claim_folder, record_files
 from .results import ResultsError, read_results
 
 # %% auto #0
-__all__ = ['FAMILY_COLOURS', 'OP_COLOURS', 'THEME', 'VL_VERSION', 'VEGA_BUNDLE', 'FAMILY_TITLES', 'ssl_arch_theme', 'small_png',
-           'chart_spec', 'vega_bundle', 'chart_html', 'save_chart', 'correlation_heatmap', 'regression_panel',
-           'regression_figure', 'sample_figure', 'png_svg', 'architecture_chart', 'markdown_table', 'write_table',
-           'Report', 'readme_text', 'figures_folder', 'write_paper_figures', 'write_synthetic_results', 'figures_run']
+__all__ = ['FAMILY_COLOURS', 'OP_COLOURS', 'THEME', 'VL_VERSION', 'VEGA_BUNDLE', 'FAMILY_TITLES', 'CLAIMS_INTRO',
+           'ssl_arch_theme', 'small_png', 'chart_spec', 'vega_bundle', 'chart_html', 'save_chart',
+           'correlation_heatmap', 'regression_panel', 'regression_figure', 'sample_figure', 'png_svg',
+           'architecture_chart', 'markdown_table', 'write_table', 'Report', 'readme_text', 'figures_folder',
+           'write_paper_figures', 'write_synthetic_results', 'figures_run']
 
 # %% ../nbs/07_figures.ipynb #bdb6a8c5
 FAMILY_COLOURS = {'resnet': '#4c78a8', 'mobilenet': '#e45756', 'proxyless': '#54a24b'}  # family -> colour
@@ -436,12 +438,19 @@ def _section_order(heading: str) -> tuple:
     m = re.match(r'(Fig\.|Table) (\d+)', heading)
     return (int(m.group(1) == 'Table'), int(m.group(2))) if m else (2, 0)   # checks last
 
-def readme_text(rep: Report, provenance: str, comparison: str) -> str:
-    "The README: provenance, the paper's numbers beside ours, every figure and table, what was skipped."
+CLAIMS_INTRO = ('One row per claim of the paper that the studies test (`claims.csv`; `ssl_arch.claims`): the paper\'s number, '
+                'ours with its 95% interval (Wilson for an accuracy, Newcombe or t for a difference, a bootstrap over the '
+                'architectures for a correlation), the models and seeds it rests on, and the verdict the interval gives: '
+                '*supports* when the whole interval agrees with the claim, *contradicts* when the whole interval disagrees, '
+                'else *cannot tell*. The per-model results behind them are `results_study_a.csv` and `results_study_b.csv`.\n')
+
+def readme_text(rep: Report, provenance: str, comparison: str, claims: str = '') -> str:
+    "The README: the claims and their verdicts, provenance, the paper's numbers beside ours, every figure and table, what was skipped."
     sections = sorted(rep.sections, key=lambda s: _section_order(s[0]))
     parts = ['# Paper figures and tables\n', 'Written by `ssl-arch figures` (`ssl_arch.figures.write_paper_figures`) from '
-             'the results tables only; nothing here was trained by the figure code. File names follow the paper\'s numbering.\n',
-             '## What produced these\n', provenance + '\n', '## The paper\'s numbers beside ours\n',
+             'the results tables only; nothing here was trained by the figure code. File names follow the paper\'s numbering.\n']
+    if claims: parts += ['## The paper\'s claims: what our results say\n', CLAIMS_INTRO, claims]
+    parts += ['## What produced these\n', provenance + '\n', '## The paper\'s numbers beside ours\n',
              'Our data sets stand in for the paper\'s (table 5, `paper_role`); a number is computed the same way as the '
              'paper\'s, on the stand-in named in `how`.\n', comparison]
     for heading, body in sections: parts += [f'## {heading}\n', body]
@@ -496,8 +505,13 @@ def write_paper_figures(results_dir: str | Path, # folder with study_a/, study_b
     for item, step in steps:
         try: step()
         except ResultsError as e: rep.skipped.append((item, str(e)))
+    claims = claims_table(a, b)
     rep.files.append(atomic_write(rep.out / 'paper_comparison.csv', cmp.to_csv(index=False)))
-    rep.files.append(atomic_write(rep.out / 'README.md', readme_text(rep, _provenance(a, b, _read_meta(results_dir)), _comparison_markdown(cmp))))
+    rep.files.append(atomic_write(rep.out / 'claims.csv', claims.to_csv(index=False)))
+    for name, table in (('study_a', a), ('study_b', b)):   # the per-model results the claims and figures come from
+        if table is not None: rep.files.append(atomic_write(rep.out / f'results_{name}.csv', table.to_csv(index=False)))
+    rep.files.append(atomic_write(rep.out / 'README.md', readme_text(rep, _provenance(a, b, _read_meta(results_dir)),
+                                                                     _comparison_markdown(cmp), claims_markdown(claims))))
     record_files(rep.out, rep.files, remove_others=True)   # what an earlier run wrote and this one did not (its data is gone)
     return rep.files
 

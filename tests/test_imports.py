@@ -59,7 +59,7 @@ def test_no_import_cycles_in_the_library():
 # -> features and probes -> presets -> studies -> analysis -> figures -> the job.
 LAYERS = [('files',), ('outputs', 'datasets'), ('suite',), ('data', 'augment', 'distributed'), ('archs', 'fixtures', 'sources', 'streaming'), ('proxyless',),
           ('training', 'results'), ('simclr',), ('proxyless_search', 'supervised'), ('evaluate',), ('preset',),
-          ('study',), ('analysis',), ('figures',), ('reproduce',), ('cli',)]
+          ('study',), ('analysis',), ('claims',), ('figures',), ('reproduce',), ('cli',)]
 
 
 def test_imports_go_down_the_layers():
