@@ -401,10 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         func(**args)
     except KeyboardInterrupt:
         return _error(name, 'interrupted (Ctrl-C); what was finished is kept: run the same command again to resume', 130)
-    except USER_ERRORS as e: return _error(name, f'error: {e}', 2)
-    except OSError as e:   # the machine's refusals (a full disk, no permission) are sentences too; other errors stay tracebacks
-        if e.errno not in OS_ERRORS: raise
-        return _error(name, f"error: {e.strerror} ({e.filename or 'no path given'}): {OS_ERRORS[e.errno]}", 1)
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno in OS_ERRORS:   # the machine's refusals (a full disk, no permission, a path
+            return _error(name, f"error: {e.strerror} ({e.filename or 'no path given'}): {OS_ERRORS[e.errno]}", 1)   # taken)
+        if isinstance(e, USER_ERRORS): return _error(name, f'error: {e}', 2)   # the project's own refusals
+        raise   # anything else stays a traceback
     return 0
 
 # %% ../nbs/90_cli.ipynb #890aa745
