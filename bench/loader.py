@@ -87,7 +87,7 @@ def lightly_transform():
 
 
 CHILD = r'''
-import json, resource, sys, tempfile, time, torch
+import dataclasses, json, resource, sys, tempfile, time, torch
 from ssl_arch.preset import get_preset
 from ssl_arch.simclr import pretrain
 from ssl_arch.study import baseline_spec
@@ -98,6 +98,7 @@ if mode == 'pretrain':
     spec = baseline_spec('resnet18', get_preset('smoke'))        # a small model: the loader is what is measured
     cfg = get_preset('paper-smoke').pretrain_config(spec.id, 'imagenet', max_images=None, knn_every=0, epochs=1,
                                                     batch_size=64, data_root=root, workers=workers, image_size=size)
+    cfg = dataclasses.replace(cfg, max_images=None)   # every image of the corpus (an override of None keeps the preset's cap)
     with tempfile.TemporaryDirectory() as d: m = pretrain(cfg, d, progress=False)
     out = dict(images=m['images'], images_per_s=m['history'][-1]['images_per_s'], data_s=m['history'][-1]['data_s'])
 else:
