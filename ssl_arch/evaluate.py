@@ -35,11 +35,12 @@ from .training import resolve_device, speed_choices, summary_writer, weights_has
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'L2_GRID', 'PROBES', 'SMALL_PROBE', 'INITS', 'EvaluationError', 'fused_for_inference', 'extract_features',
-           'stream_features', 'transform_fingerprint', 'default_cache_dir', 'FeatureCache', 'entry_name',
-           'cached_features', 'check_protocol', 'stratified_split', 'LinearClassifier', 'standardiser',
-           'fit_logistic_regression', 'lbfgs_probe', 'sgd_probe', 'knn_probe', 'knn_monitor', 'linear_probe',
-           'check_data_names', 'evaluate_backbone', 'random_init_backbone', 'evaluate_checkpoint', 'probe_run']
+__all__ = ['PROTOCOLS', 'L2_GRID', 'SELECTIONS', 'PROBES', 'SMALL_PROBE', 'INITS', 'EvaluationError', 'fused_for_inference',
+           'extract_features', 'stream_features', 'transform_fingerprint', 'default_cache_dir', 'FeatureCache',
+           'entry_name', 'cached_features', 'check_protocol', 'stratified_split', 'LinearClassifier', 'standardiser',
+           'fit_logistic_regression', 'held_out_se', 'choose_strength', 'lbfgs_probe', 'sgd_probe', 'knn_probe',
+           'knn_monitor', 'linear_probe', 'check_data_names', 'evaluate_backbone', 'random_init_backbone',
+           'evaluate_checkpoint', 'probe_run']
 
 # %% ../nbs/03_evaluate.ipynb #85275a81
 class EvaluationError(ValueError):
@@ -298,32 +299,53 @@ def fit_logistic_regression(features, labels, num_classes: int, l2: float, max_i
 def _top1(pred: torch.Tensor, labels: torch.Tensor) -> float:
     return 100.0 * (pred.cpu() == labels.cpu()).double().mean().item() if len(labels) else float('nan')
 
+SELECTIONS = ('best', 'one_se')   # how the L-BFGS probe picks its L2 strength from the held-out scores
+
+def held_out_se(top1: float, n: int) -> float:
+    "The binomial standard error (points) of a top-1 of `top1` percent measured on `n` held-out images."
+    p = top1 / 100
+    return 100 * math.sqrt(p * (1 - p) / n)
+
+def choose_strength(val_top1: list[float], # held-out top-1 along the grid, strong to weak
+                    n_val: int, select: str = 'best') -> int:
+    "Index of the chosen strength: the first (strongest) best ('best'), or the first within one standard error of the best ('one_se')."
+    best = max(val_top1)
+    floor = best - held_out_se(best, n_val) if select == 'one_se' else best
+    return next(i for i, v in enumerate(val_top1) if v >= floor)
+
 def lbfgs_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0,
                 l2_grid=L2_GRID, # L2 strengths tried (any order; walked strong to weak)
                 val_fraction: float = 0.2, # share of the training split held out to choose the strength
                 max_iter: int = 1000, # L-BFGS iterations at most per fit on the grid (the final refit: 10x as many)
                 tol: float = 1e-5, # gradient tolerance at l2 >= 1, scaled by l2 below (see the text above)
+                select: str = 'best', # 'best': the best held-out top-1; 'one_se': the strongest L2 within one standard error of it
+                patience: int | None = 2, # stop the walk after this many strengths in a row without a gain beyond one SE (None: walk it all)
                 ) -> dict:
     "Logistic regression with the L2 strength chosen on a held-out part of the training split, refit on all of it."
     grid = sorted((float(v) for v in l2_grid), reverse=True)
     _check(len(grid) > 0 and all(v > 0 for v in grid), 'l2_grid', l2_grid, 'a non-empty list of positive numbers')
     _check(0 < val_fraction < 1, 'val_fraction', val_fraction, 'a number in (0, 1)')
+    _check(select in SELECTIONS, 'select', select, f"one of {', '.join(map(repr, SELECTIONS))}")
+    _check(patience is None or (isinstance(patience, int) and patience >= 1), 'patience', patience, 'a positive integer or None')
     mean, std = standardiser(train_x.double())  # one standardisation (no labels involved) for the grid and the refit
     x, y = (train_x.double() - mean) / std, train_y
     fit_idx, val_idx = stratified_split(y, val_fraction, seed)
     _check(len(val_idx) > 0, 'train_y', f'{len(y)} labels, no class with 2 examples',
            'a training split with at least 2 examples of some class (one is held out to choose the L2 strength)')
-    wb, val_scores, solutions = None, [], []
+    wb, val_scores, solutions, stale, gained = None, [], [], 0, False
     for l2 in grid:  # warm start: each fit starts from the solution for the next stronger regularisation
         wb = _lbfgs_fit(x[fit_idx], y[fit_idx], num_classes, l2, init=wb, max_iter=max_iter, tol=tol)
-        val_scores.append(_top1((x[val_idx] @ wb[:-1] + wb[-1]).argmax(1), y[val_idx]))
-        solutions.append(wb)
-    best = int(np.argmax(val_scores))  # first maximum: ties go to the stronger regularisation
+        score = _top1((x[val_idx] @ wb[:-1] + wb[-1]).argmax(1), y[val_idx])
+        gain = bool(val_scores) and score > max(val_scores) + held_out_se(max(val_scores), len(val_idx))
+        gained, stale = gained or gain, 0 if gain else stale + 1   # counted from the first gain (the strong end is flat),
+        val_scores.append(score); solutions.append(wb)               # or from l2 = 1 on when nothing has risen yet
+        if patience is not None and (gained or l2 <= 1) and stale >= patience: break
+    best = choose_strength(val_scores, len(val_idx), select)
     wb = _lbfgs_fit(x, y, num_classes, grid[best], init=solutions[best], max_iter=10 * max_iter, tol=tol)
     clf = LinearClassifier(mean, std, wb[:-1], wb[-1])
     return dict(top1=_top1(clf.predict(test_x), test_y), train_top1=_top1(clf.predict(train_x), train_y),
                 l2=grid[best], val_top1=val_scores[best], n_val=len(val_idx),
-                l2_grid=grid, val_top1_grid=val_scores)
+                l2_grid=grid[:len(val_scores)], val_top1_grid=val_scores)
 
 # %% ../nbs/03_evaluate.ipynb #6db77c32
 def sgd_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0,
