@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from .analysis import accuracy_table, arch_table, main_corpus, main_protocol, model_name, stand_in
+from .analysis import _with_models, accuracy_table, arch_table, main_corpus, main_protocol, stand_in
 from .results import ResultsError
 
 # %% auto #0
@@ -159,10 +159,8 @@ def _correlation_drop(a: pd.DataFrame):
 # %% ../nbs/06b_claims.ipynb #40fcf795
 def _cells(b: pd.DataFrame) -> pd.DataFrame:
     "Study B per (model, init, pretraining corpus, data set): mean top-1, test images x seeds, seeds, backbone params."
-    df = b.copy()
-    for c in ('role', 'searched_on', 'baseline_name'):
-        if c not in df.columns: df[c] = ''
-    df = df.assign(model=[model_name(r) for r in df.to_dict('records')], n_test=df.get('n_test', math.nan))
+    df = _with_models(b)   # the tables' model names ('MobileNetV2', 'searched on X', ...), as in ssl_arch.analysis
+    df = df.assign(n_test=df.get('n_test', math.nan))
     simclr = df[df.init == 'simclr']
     df = df[(df.init == 'supervised') | ((df.init == 'simclr') & (df.protocol == (main_protocol(simclr) if len(simclr) else '')))]
     g = df.groupby(['model', 'init', 'pretrain_data', 'eval_data'], sort=False)
