@@ -291,7 +291,7 @@ supervised.parser = _step_parser(SupervisedConfig, supervised, '', 'output folde
 
 @command('figures')
 def figures(results: str = 'runs/reproduce/tiny',  # results root (with study_a/ and study_b/)
-            out: str = 'paper_figures',  # folder for every figure and table, and its README.md
+            out: str = 'paper_figures/tiny',  # folder for every figure and table, and its README.md
             method: str = 'ols'):  # regression fit: ols or lowess
     "Write every figure and table of the paper from a results folder (never trains)."
     from ssl_arch.figures import figures_run
@@ -303,7 +303,7 @@ def reproduce(preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a pre
               set: SET = None,  # change one field of the preset, e.g. pretrain.epochs=10 (repeatable)
               data_root: str = None,  # folder holding the real data sets (DIR/<name>/; default: $SSL_ARCH_DATA)
               out: str = 'runs/reproduce',  # results root (a subfolder per preset)
-              figures: str = None,  # figures folder (default: the preset's: paper_figures/ for tiny)
+              figures: str = None,  # figures folder (default: the preset's: paper_figures/tiny/ for tiny)
               seed: int = 0,  # seed of every stage
               protocol: str = None,  # linear-evaluation protocol: lbfgs, sgd or knn (default: the preset's)
               n_resnet: int = None,  # study A: ResNet-like models (default: the preset's)

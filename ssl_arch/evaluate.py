@@ -38,8 +38,8 @@ from tqdm.auto import tqdm
 __all__ = ['PROTOCOLS', 'L2_GRID', 'SELECTIONS', 'PROBES', 'SMALL_PROBE', 'INITS', 'EvaluationError', 'fused_for_inference',
            'extract_features', 'stream_features', 'transform_fingerprint', 'default_cache_dir', 'FeatureCache',
            'entry_name', 'cached_features', 'check_protocol', 'stratified_split', 'LinearClassifier', 'standardiser',
-           'fit_logistic_regression', 'held_out_se', 'choose_strength', 'lbfgs_probe', 'sgd_probe', 'knn_probe',
-           'knn_monitor', 'linear_probe', 'check_data_names', 'evaluate_backbone', 'random_init_backbone',
+           'fit_logistic_regression', 'held_out_se', 'choose_strength', 'row_basis', 'lbfgs_probe', 'sgd_probe',
+           'knn_probe', 'knn_monitor', 'linear_probe', 'check_data_names', 'evaluate_backbone', 'random_init_backbone',
            'evaluate_checkpoint', 'probe_run']
 
 # %% ../nbs/03_evaluate.ipynb #85275a81
@@ -313,6 +313,18 @@ def choose_strength(val_top1: list[float], # held-out top-1 along the grid, stro
     floor = best - held_out_se(best, n_val) if select == 'one_se' else best
     return next(i for i, v in enumerate(val_top1) if v >= floor)
 
+def row_basis(x: torch.Tensor) -> torch.Tensor | None:
+    "Orthonormal columns (d, n) spanning every row of `x` when its rows are fewer than its columns (n < d), else None."
+    # A reduced QR of x^T: its Q spans the rows whatever their rank (a thin SVD gives the same span, 6x slower here).
+    return None if len(x) >= x.shape[1] else torch.linalg.qr(x.T).Q
+
+def _fit_in_span(x, y, num_classes: int, l2: float, basis, init=None, **kw):
+    "`_lbfgs_fit` on the coordinates `x @ basis` (None: `x` itself), started from `init` and returned in `x`'s coordinates."
+    if basis is None: return _lbfgs_fit(x, y, num_classes, l2, init=init, **kw)
+    init = None if init is None else torch.cat([basis.T @ init[:-1], init[-1:]])
+    wb = _lbfgs_fit(x @ basis, y, num_classes, l2, init=init, **kw)
+    return torch.cat([basis @ wb[:-1], wb[-1:]])
+
 def lbfgs_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0,
                 l2_grid=L2_GRID, # L2 strengths tried (any order; walked strong to weak)
                 val_fraction: float = 0.2, # share of the training split held out to choose the strength
@@ -333,15 +345,16 @@ def lbfgs_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 
     _check(len(val_idx) > 0, 'train_y', f'{len(y)} labels, no class with 2 examples',
            'a training split with at least 2 examples of some class (one is held out to choose the L2 strength)')
     wb, val_scores, solutions, stale, gained = None, [], [], 0, False
+    fit_basis = row_basis(x[fit_idx])   # fewer images than features: solved in the span of the images (see the text)
     for l2 in grid:  # warm start: each fit starts from the solution for the next stronger regularisation
-        wb = _lbfgs_fit(x[fit_idx], y[fit_idx], num_classes, l2, init=wb, max_iter=max_iter, tol=tol)
+        wb = _fit_in_span(x[fit_idx], y[fit_idx], num_classes, l2, fit_basis, init=wb, max_iter=max_iter, tol=tol)
         score = _top1((x[val_idx] @ wb[:-1] + wb[-1]).argmax(1), y[val_idx])
         gain = bool(val_scores) and score > max(val_scores) + held_out_se(max(val_scores), len(val_idx))
         gained, stale = gained or gain, 0 if gain else stale + 1   # counted from the first gain (the strong end is flat),
         val_scores.append(score); solutions.append(wb)               # or from l2 = 1 on when nothing has risen yet
         if patience is not None and (gained or l2 <= 1) and stale >= patience: break
     best = choose_strength(val_scores, len(val_idx), select)
-    wb = _lbfgs_fit(x, y, num_classes, grid[best], init=solutions[best], max_iter=10 * max_iter, tol=tol)
+    wb = _fit_in_span(x, y, num_classes, grid[best], row_basis(x), init=solutions[best], max_iter=10 * max_iter, tol=tol)
     clf = LinearClassifier(mean, std, wb[:-1], wb[-1])
     return dict(top1=_top1(clf.predict(test_x), test_y), train_top1=_top1(clf.predict(train_x), train_y),
                 l2=grid[best], val_top1=val_scores[best], n_val=len(val_idx),

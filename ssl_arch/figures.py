@@ -426,7 +426,7 @@ def _provenance(a, b, meta: dict) -> str:
         lines.append(f"- study B: {b.arch_id.nunique()} architectures ({', '.join(f'{v} {k}' for k, v in b.groupby('role').arch_id.nunique().items())}), "
                      f"pretraining corpora {sorted({c for c in b.pretrain_data if c})}, {len(b)} result rows")
     for key, m in meta.items():
-        lines.append(f'- `{key} meta.json`: ' + ', '.join(f'{k}={json.dumps(v)}' for k, v in m.items() if not isinstance(v, (dict, list)) or k in ('seeds', 'timings', 'stage_seconds')))
+        lines.append(f'- `{key} meta.json`: ' + ', '.join(f'{k}={json.dumps(v)}' for k, v in m.items() if not isinstance(v, (dict, list)) or k in ('seeds', 'timings', 'stage_seconds', 'machine')))
     return '\n'.join(lines)
 
 # %% ../nbs/07_figures.ipynb #ce843fbe
@@ -534,7 +534,7 @@ def write_synthetic_results(folder: str | Path, study_b: bool = True, n_per_fami
 
 # %% ../nbs/07_figures.ipynb #2d5e72b2
 def figures_run(results: str, # results folder (study_a/, study_b/, meta.json)
-                out: str = 'paper_figures', # output folder
+                out: str = 'paper_figures/tiny', # output folder
                 method: str = 'ols', # regression fits: 'ols' or 'lowess'
                 ) -> list[str]:
     "Write every paper figure and table from `results` into `out` (never trains); prints a summary."

@@ -14,7 +14,7 @@ from .files import atomic_write
 from .outputs import claim_folder
 
 # %% auto #0
-__all__ = ['STAGES', 'reproduce']
+__all__ = ['STAGES', 'machine_info', 'reproduce']
 
 # %% ../nbs/08_reproduce.ipynb #b8017490
 def _fmt(s: float) -> str: return f"{int(s // 60)}m{int(s % 60):02d}s"
@@ -29,12 +29,25 @@ def _stage_line(i: int, name: str, preset: Preset, elapsed: float, stages: list[
 # %% ../nbs/08_reproduce.ipynb #08a9074d
 STAGES = ('study A', 'study B', 'figures')
 
+def machine_info() -> dict:
+    """What a run ran on: the processor's model and the instruction set torch's CPU kernels use, the cores, the GPU,
+    the OS and Python. Floating-point results depend on the kernels picked for a processor: the same code and seed
+    gave different SimCLR weights on an AMD EPYC and on an Intel Xeon (both AVX-512), so a result says where it came from."""
+    import os, platform, torch
+    cpu = platform.processor() or platform.machine()
+    try: cpu = next(l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name'))
+    except (OSError, StopIteration): pass
+    return dict(cpu=cpu, cpu_capability=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(),
+                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                os=platform.platform(), python=platform.python_version())
+
 def _write_meta(root: Path, preset: str, seed: int, this_run: dict, runs: list) -> dict:
     "meta.json: every run's stage seconds, and each stage's total over the runs (an interrupted run, then its resume)."
     total = {}
     for r in runs + [this_run]:
         for k, v in r['stage_seconds'].items(): total[k] = round(total.get(k, 0) + v, 1)
-    meta = dict(preset=preset, seed=seed, stage_seconds=total, runs=runs + [this_run])
+    meta = dict(preset=preset, seed=seed, stage_seconds=total, **({'machine': this_run['machine']} if 'machine' in this_run else {}),
+                runs=runs + [this_run])
     atomic_write(root / 'meta.json', json.dumps(meta, indent=1))
     return meta
 
@@ -67,7 +80,7 @@ def reproduce(preset: str | Preset = 'tiny', # 'smoke', 'tiny', 'paper', a prese
     t0, seconds, stages = time.time(), {}, list(stages)
     runs = _earlier_runs(root, preset.name, seed)
     this_run = dict(started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)), stage_seconds=seconds,
-                    ssl_arch_version=ssl_arch.__version__)
+                    ssl_arch_version=ssl_arch.__version__, machine=machine_info())
     root.mkdir(parents=True, exist_ok=True)
     atomic_write(root / 'preset.json', json.dumps(preset_to_dict(preset), indent=1))
     # On a CPU two units at a time with one torch thread each use both cores fully; small models on two threads per

@@ -24,8 +24,8 @@ __all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'ROW_KEY', 'EXECUTORS', 'SLURM_
            'StudyError', 'Unit', 'unit_dir', 'is_done', 'execute_notebook', 'run_unit', 'check_parameters',
            'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units', 'collect_results', 'Execution',
            'run_units', 'slurm_minutes', 'slurm_parameters', 'run_group', 'baseline_spec', 'search_unit',
-           'searched_spec', 'study_b_units', 'export_searches', 'check_study_options', 'units_left', 'run_study_b',
-           'run_study_a']
+           'searched_spec', 'study_b_units', 'export_searches', 'check_study_options', 'time_spent', 'units_left',
+           'run_study_b', 'run_study_a']
 
 # %% ../nbs/04_study.ipynb #7d5cc254
 class StudyError(ValueError):
@@ -481,6 +481,18 @@ def _claim_study(out: Path, study: str, preset: Preset) -> Path:
     return claim_folder(out, 'study', dict(study=study, preset=preset.name), adopt=lambda f: (f / 'units').is_dir())
 
 # %% ../nbs/04_study.ipynb #e05c2b7d
+def time_spent(root: Path, units: list[Unit], table: pd.DataFrame | None = None) -> dict:
+    """Where a study's time went: seconds of its done units summed by notebook (each unit's kernel start and imports
+    included; units that ran at the same time add up, so with 2 jobs the sum is about twice the wall time), and, from
+    its results table, the linear probes' and the feature extraction's share of the evaluations."""
+    spent = {}
+    for u in units:
+        if is_done(root, u):
+            spent[u.notebook] = spent.get(u.notebook, 0.0) + json.loads((unit_dir(root, u) / 'DONE.json').read_text())['seconds']
+    for column, name in (('probe_s', 'probes'), ('features_s', 'features')):
+        if table is not None and column in table: spent[name] = float(pd.to_numeric(table[column], errors='coerce').sum())
+    return {k: round(v, 1) for k, v in spent.items()}
+
 def _write_meta(out: Path, **meta):
     "The study's meta.json: what was planned and how much of it is done (what `units_left` reads)."
     atomic_write(Path(out) / 'meta.json', json.dumps(dict(**meta, ssl_arch_version=ssl_arch.__version__), indent=1))
@@ -509,7 +521,7 @@ def run_study_b(out, preset: Preset, seed: int = 0, run: Execution = Execution()
                           if 'method' not in u.parameters},
                 random_search={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
                                if 'method' in u.parameters},
-                seconds_this_run=round(time.time() - t0, 1))
+                seconds_this_run=round(time.time() - t0, 1), unit_seconds=time_spent(out, units, table))
     return table
 
 
@@ -525,6 +537,6 @@ def run_study_a(out, # study folder
     table = run_units(out, units, preset.name, run)
     _write_meta(out, study='A', preset=preset.name, seed=seed, plan=dict(plan), units=len(units),
                 units_done=sum(is_done(Path(out), u) for u in units), models=len({u.group for u in units}),
-                seconds_this_run=round(time.time() - t0, 1))
+                seconds_this_run=round(time.time() - t0, 1), unit_seconds=time_spent(out, units, table))
     return table
 
