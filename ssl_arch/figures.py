@@ -426,7 +426,7 @@ def _provenance(a, b, meta: dict) -> str:
         lines.append(f"- study B: {b.arch_id.nunique()} architectures ({', '.join(f'{v} {k}' for k, v in b.groupby('role').arch_id.nunique().items())}), "
                      f"pretraining corpora {sorted({c for c in b.pretrain_data if c})}, {len(b)} result rows")
     for key, m in meta.items():
-        lines.append(f'- `{key} meta.json`: ' + ', '.join(f'{k}={json.dumps(v)}' for k, v in m.items() if not isinstance(v, (dict, list)) or k in ('seeds', 'timings', 'stage_seconds', 'machine')))
+        lines.append(f'- `{key} meta.json`: ' + ', '.join(f'{k}={json.dumps(v)}' for k, v in m.items() if not isinstance(v, (dict, list)) or k in ('seeds', 'timings', 'stage_seconds', 'machine', 'unit_seconds')))
     return '\n'.join(lines)
 
 # %% ../nbs/07_figures.ipynb #ce843fbe

@@ -142,9 +142,9 @@ def _tiny() -> Preset:
     # searching is cheap, pretraining is not: the iNat-mini stand-in is searched on but not pretrained on
     study_b = StudyBPlan(('tiny-objects', 'tiny-species', 'tiny-species-mini'), ('tiny-objects', 'tiny-species'),
                          downstream, ('tiny-faces', 'tiny-textures'), ('tiny-objects', 'tiny-species'))
-    # measured 2026-11-25 on 2 CPU cores, quiet machine; two units at a time, one torch thread each
+    # measured 2026-12-02 on 2 CPU cores (an Intel Xeon), quiet machine; two units at a time, one torch thread each
     run = RunSettings(jobs=2, threads_per_unit=1, figures='paper_figures/tiny',
-                      stage_seconds=(('study A', 435), ('study B', 550), ('figures', 10)))
+                      stage_seconds=(('study A', 494), ('study B', 590), ('figures', 8)))
     return Preset('tiny', **_spaces(6, 6, 0.125, 32, True, 512, 8.0), pretrain=pretrain, search=search,
                   supervised=supervised, probe='lbfgs', study_a=StudyAPlan(corpus, downstream), study_b=study_b, run=run)
 
