@@ -11,9 +11,10 @@ For the tiny preset's ResNet18 and MobileNetV2 (the widths study B's baselines u
       lightning-utilities` and PYTHONPATH=DIR): its own SimCLR pipeline as its tutorial writes it -- PIL images,
       `lightly.transforms.SimCLRTransform` per sample in the DataLoader workers, one forward per view, its `NTXentLoss`;
       same model, optimiser and batch. The real peer: (b)/(d) is the speed-up a lightly user would see.
-Goals on 2 CPU cores: (b) >= 0.8 x (a) and (b) >= 2 x (c). When the model and the workers share the same cores and
-both are CPU-bound, (b)/(c') cannot exceed about (model + per-sample transforms) / (model + batched augmentation) per
-image, so the script also prints the augmentations' CPU cost per image.
+Goals on 2 CPU cores (the real-data issue's): (b) >= 0.9 x (a) for both families, (b) >= 2 x (c) for the ResNet-like
+one. When the model and the workers share the same cores and both are CPU-bound, (b)/(c') cannot exceed about
+(model + per-sample transforms) / (model + batched augmentation) per image, so the script also prints the
+augmentations' CPU cost per image.
 
 --learn pretrains both models with the `tiny` preset on a corpus and compares kNN and linear-probe top-1 on the
 corpus's labelled split with their random-init twins (same seed).
@@ -209,7 +210,7 @@ def main():
                             lightly=rd and round(rd, 1), b_over_lightly=rd and round(rb / rd, 2)))
         r = results[-1]
         print(f"{name:20s} {spec.id:26s} (a) ceiling {ra:7.1f}  (b) full loop {rb:7.1f}  (c) conventional {rc:7.1f}  "
-              f"(c') with the loop's kernels {rc2:7.1f} img/s\n{'':47s} b/a = {r['b_over_a']:.2f} (goal >= 0.8)   "
+              f"(c') with the loop's kernels {rc2:7.1f} img/s\n{'':47s} b/a = {r['b_over_a']:.2f} (goal >= 0.9)   "
               f"b/c = {r['b_over_c']:.2f} (goal >= 2)   b/c' = {r['b_over_c_same_kernels']:.2f}", flush=True)
         print(f"{'':47s} (d) lightly {rd:7.1f} img/s   b/d = {rb / rd:.2f}" if rd else
               f"{'':47s} (d) lightly not importable: not run", flush=True)
