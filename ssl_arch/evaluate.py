@@ -318,12 +318,13 @@ def row_basis(x: torch.Tensor) -> torch.Tensor | None:
     # A reduced QR of x^T: its Q spans the rows whatever their rank (a thin SVD gives the same span, 6x slower here).
     return None if len(x) >= x.shape[1] else torch.linalg.qr(x.T).Q
 
-def _fit_in_span(x, y, num_classes: int, l2: float, basis, init=None, **kw):
-    "`_lbfgs_fit` on the coordinates `x @ basis` (None: `x` itself), started from `init` and returned in `x`'s coordinates."
-    if basis is None: return _lbfgs_fit(x, y, num_classes, l2, init=init, **kw)
-    init = None if init is None else torch.cat([basis.T @ init[:-1], init[-1:]])
-    wb = _lbfgs_fit(x @ basis, y, num_classes, l2, init=init, **kw)
-    return torch.cat([basis @ wb[:-1], wb[-1:]])
+def _to_span(wb, basis):
+    "Weights and bias (d+1, C) in the coordinates of `basis` (None: as they are)."
+    return wb if basis is None or wb is None else torch.cat([basis.T @ wb[:-1], wb[-1:]])
+
+def _from_span(wb, basis):
+    "Weights and bias in `basis`'s coordinates back in the features' (None: as they are)."
+    return wb if basis is None else torch.cat([basis @ wb[:-1], wb[-1:]])
 
 def lbfgs_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0,
                 l2_grid=L2_GRID, # L2 strengths tried (any order; walked strong to weak)
@@ -346,15 +347,20 @@ def lbfgs_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 
            'a training split with at least 2 examples of some class (one is held out to choose the L2 strength)')
     wb, val_scores, solutions, stale, gained = None, [], [], 0, False
     fit_basis = row_basis(x[fit_idx])   # fewer images than features: solved in the span of the images (see the text)
+    x_fit = x[fit_idx] if fit_basis is None else x[fit_idx] @ fit_basis   # projected once for the whole walk
     for l2 in grid:  # warm start: each fit starts from the solution for the next stronger regularisation
-        wb = _fit_in_span(x[fit_idx], y[fit_idx], num_classes, l2, fit_basis, init=wb, max_iter=max_iter, tol=tol)
+        wb = _from_span(_lbfgs_fit(x_fit, y[fit_idx], num_classes, l2, init=_to_span(wb, fit_basis), max_iter=max_iter,
+                                   tol=tol), fit_basis)
         score = _top1((x[val_idx] @ wb[:-1] + wb[-1]).argmax(1), y[val_idx])
         gain = bool(val_scores) and score > max(val_scores) + held_out_se(max(val_scores), len(val_idx))
         gained, stale = gained or gain, 0 if gain else stale + 1   # counted from the first gain (the strong end is flat),
         val_scores.append(score); solutions.append(wb)               # or from l2 = 1 on when nothing has risen yet
         if patience is not None and (gained or l2 <= 1) and stale >= patience: break
     best = choose_strength(val_scores, len(val_idx), select)
-    wb = _fit_in_span(x, y, num_classes, grid[best], row_basis(x), init=solutions[best], max_iter=10 * max_iter, tol=tol)
+    basis = row_basis(x)
+    wb = _lbfgs_fit(x if basis is None else x @ basis, y, num_classes, grid[best], init=_to_span(solutions[best], basis),
+                    max_iter=10 * max_iter, tol=tol)
+    wb = _from_span(wb, basis)
     clf = LinearClassifier(mean, std, wb[:-1], wb[-1])
     return dict(top1=_top1(clf.predict(test_x), test_y), train_top1=_top1(clf.predict(train_x), train_y),
                 l2=grid[best], val_top1=val_scores[best], n_val=len(val_idx),
