@@ -577,7 +577,7 @@ def evaluate_checkpoint(run_dir, # a SimCLR run folder (ssl_arch.simclr)
     small_images = bool(getattr(backbone, 'small_images', config.get('small_images', True)))
     if init == 'random': backbone = random_init_backbone(spec, small_images, seed)
     backbone = backbone.to(resolve_device(device))
-    bf16 = speed_choices(spec.family, next(backbone.parameters()).device.type)['bf16']  # as in its pretraining
+    bf16 = speed_choices(spec.family, next(backbone.parameters()).device.type)['bf16']  # where it is native and faster
     arch = arch_record(spec, resolution=32 if small_images else 224, small_images=small_images)
     common = dict(arch_id=spec.id, family=spec.family, params=arch['params'],
                   params_with_classifier=arch['params_with_classifier'], flops=arch['flops'],

@@ -17,8 +17,8 @@ from .files import atomic_write
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SPEED_CHOICES', 'CHECKPOINT_FORMAT', 'RUNTIME_FIELDS', 'TB_DIR', 'TrainingError', 'NonFiniteLossError',
            'LARS', 'param_groups', 'build_optimizer', 'scaled_lr', 'WarmupCosine', 'warmup_cosine_scheduler',
-           'speed_choices', 'resolve_device', 'library_versions', 'save_checkpoint', 'result_fields', 'load_checkpoint',
-           'load_weights', 'summary_writer', 'weights_hash']
+           'native_bf16', 'speed_choices', 'resolve_device', 'library_versions', 'save_checkpoint', 'result_fields',
+           'load_checkpoint', 'load_weights', 'summary_writer', 'weights_hash']
 
 # %% ../nbs/02_training.ipynb #32d7c12f
 class TrainingError(ValueError):
@@ -104,10 +104,18 @@ SPEED_CHOICES = {  # (device type, family) -> (channels_last, bf16 autocast); me
     ('cuda', 'resnet'): (True, True), ('cuda', 'mobilenet'): (True, True), ('cuda', 'proxyless'): (True, True),
 }
 
+def native_bf16(device_type: str) -> bool:
+    "Whether `device_type` ('cpu' or 'cuda') runs bf16 matrix and convolution kernels in hardware, not emulated."
+    if device_type == 'cuda': return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    # torch has no public query for the CPU's bf16 instructions; torch.cpu's cpuinfo probes are what its own compiler
+    # (inductor) consults. Without AVX512-BF16 or AMX, oneDNN converts every bf16 operand in software.
+    try: return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError: return False
+
 def speed_choices(family: str, device_type: str) -> dict:
-    "channels_last and bf16 autocast for a `family` on a `device_type` ('cpu' or 'cuda')."
+    "channels_last and bf16 autocast for a `family` on a `device_type` ('cpu' or 'cuda'): bf16 only where it is native."
     cl, bf16 = SPEED_CHOICES.get((device_type, family), (True, device_type == 'cuda'))
-    return dict(channels_last=cl, bf16=bf16)
+    return dict(channels_last=cl, bf16=bf16 and native_bf16(device_type))
 
 def resolve_device(device=None) -> torch.device:
     "`device` as a `torch.device`; None: CUDA when available, else the CPU."

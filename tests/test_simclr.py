@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ssl_arch.archs import get_spec
-from ssl_arch.training import NonFiniteLossError, TrainingError, load_checkpoint
+from ssl_arch.training import NonFiniteLossError, TrainingError, load_checkpoint, native_bf16
 from ssl_arch.simclr import (CHECKPOINT, CONFIG_FILE, METRICS_FILE, PretrainError, PretrainConfig, load_backbone,
                              pretrain, resolve_config, TIMING_FIELDS)
 from ssl_arch.evaluate import knn_monitor
@@ -141,7 +141,7 @@ def test_load_backbone_and_logs(tmp_path):
     assert spec.id == ARCH and config['data'] == DATA and config['epochs'] == 2 and config['small_images']
     ck = load_checkpoint(tmp_path / CHECKPOINT)
     assert _tensors_equal(backbone.state_dict(), ck['model']) and not backbone.training
-    assert config['bf16'] is True and config['channels_last'] is True    # the recorded CPU choice for ResNets
+    assert config['bf16'] is native_bf16('cpu') and config['channels_last'] is True  # the recorded CPU choice for ResNets
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     ev = EventAccumulator(str(tmp_path / 'tb')).Reload()
     tags = set(ev.Tags()['scalars'])
