@@ -802,6 +802,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ssl_arch.training.load_checkpoint': ('training.html#load_checkpoint', 'ssl_arch/training.py'),
                                    'ssl_arch.training.load_weights': ('training.html#load_weights', 'ssl_arch/training.py'),
                                    'ssl_arch.training.native_bf16': ('training.html#native_bf16', 'ssl_arch/training.py'),
+                                   'ssl_arch.training.nhwc_1x1_hazard': ('training.html#nhwc_1x1_hazard', 'ssl_arch/training.py'),
                                    'ssl_arch.training.param_groups': ('training.html#param_groups', 'ssl_arch/training.py'),
                                    'ssl_arch.training.resolve_device': ('training.html#resolve_device', 'ssl_arch/training.py'),
                                    'ssl_arch.training.result_fields': ('training.html#result_fields', 'ssl_arch/training.py'),

@@ -198,7 +198,8 @@ def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 def resolve_config(config: PretrainConfig, spec, device: torch.device, world_size: int, image_size: int) -> PretrainConfig:
     "`config` with the canonical architecture id, the world size, the image size, the stem and the device's choices filled in."
-    choice, size = speed_choices(spec.family, device.type), config.image_size or image_size
+    with torch.device('meta'): shape_only = build_backbone(spec)   # its layers, no weights: for `speed_choices`
+    choice, size = speed_choices(spec.family, device.type, shape_only), config.image_size or image_size
     return replace(config, arch=spec.id, world_size=world_size, image_size=size,
                    stem=config.stem or ('cifar' if size <= 64 else 'imagenet'),
                    channels_last=choice['channels_last'] if config.channels_last is None else config.channels_last,

@@ -192,9 +192,9 @@ def fit_supervised(config: SupervisedConfig, # what to train (a preset's `superv
     n, b = _count(train), config.batch_size
     _check(b <= n, 'batch_size', b, f'at most {n}, the training images of {config.data!r}')
     small = config.image_size <= 64
-    speed = speed_choices(spec.family, device.type)
     seed_everything(config.seed)
     model = build_model(spec, num_classes, small_images=small).to(device)
+    speed = speed_choices(spec.family, device.type, model)
     if speed['channels_last']: model = model.to(memory_format=torch.channels_last)
     steps = n // b
     optimizer = build_optimizer(model, 'sgd', scaled_lr(config.lr, b), config.weight_decay, config.momentum)

@@ -17,8 +17,8 @@ from .files import atomic_write
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SPEED_CHOICES', 'CHECKPOINT_FORMAT', 'RUNTIME_FIELDS', 'TB_DIR', 'TrainingError', 'NonFiniteLossError',
            'LARS', 'param_groups', 'build_optimizer', 'scaled_lr', 'WarmupCosine', 'warmup_cosine_scheduler',
-           'native_bf16', 'speed_choices', 'resolve_device', 'library_versions', 'save_checkpoint', 'result_fields',
-           'load_checkpoint', 'load_weights', 'summary_writer', 'weights_hash']
+           'native_bf16', 'nhwc_1x1_hazard', 'speed_choices', 'resolve_device', 'library_versions', 'save_checkpoint',
+           'result_fields', 'load_checkpoint', 'load_weights', 'summary_writer', 'weights_hash']
 
 # %% ../nbs/02_training.ipynb #32d7c12f
 class TrainingError(ValueError):
@@ -112,10 +112,23 @@ def native_bf16(device_type: str) -> bool:
     try: return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError: return False
 
-def speed_choices(family: str, device_type: str) -> dict:
-    "channels_last and bf16 autocast for a `family` on a `device_type` ('cpu' or 'cuda'): bf16 only where it is native."
+def nhwc_1x1_hazard(model: nn.Module) -> bool:
+    "Whether `model` has a strided 1x1 convolution with fewer input channels than oneDNN's float32 channel block."
+    # oneDNN's channels_last 1x1 backward-weights kernel writes past its workspace when the input channels are fewer
+    # than its block (8 with AVX2, 16 with AVX-512): a crash on one thread, wrong weight gradients on two
+    # (uxlfoundation/oneDNN#6035; measured here on an AVX2 CPU: 4 -> 8 channels, 1.3% off, 6 -> 12, 51% off).
+    # A ResNet's downsampling shortcut at the smallest widths is such a convolution.
+    try: block = 16 if torch.cpu._is_avx512_supported() else 8   # torch.cpu's cpuinfo probe, as in `native_bf16`
+    except AttributeError: block = 16
+    return any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < block
+               for m in model.modules())
+
+def speed_choices(family: str, device_type: str, model: nn.Module | None = None) -> dict:
+    "channels_last and bf16 autocast for a `family` (its `model`, when given) on a `device_type` ('cpu' or 'cuda')."
     cl, bf16 = SPEED_CHOICES.get((device_type, family), (True, device_type == 'cuda'))
-    return dict(channels_last=cl, bf16=bf16 and native_bf16(device_type))
+    bf16 = bf16 and native_bf16(device_type)   # emulated bf16 is slower than float32
+    if cl and not bf16 and device_type == 'cpu' and model is not None and nhwc_1x1_hazard(model): cl = False
+    return dict(channels_last=cl, bf16=bf16)
 
 def resolve_device(device=None) -> torch.device:
     "`device` as a `torch.device`; None: CUDA when available, else the CPU."
