@@ -1,6 +1,6 @@
 """SimCLR learning curves on the embedded suite: kNN top-1 against steps and CPU-seconds, per schedule and model.
 
-Which schedule (steps, batch, learning rate, optimiser, resolution of the crops) learns most per CPU-second at the
+Which schedule (steps, batch, learning rate, optimiser, temperature, images) learns most per CPU-second at the
 tiny preset's widths? For each model (the tiny ResNet18 and MobileNetV2, study B's baselines at 1/8 width) and each
 schedule, `ssl_arch.simclr.pretrain` runs on the unlabelled corpus (all of it unless the schedule sets `max_images`)
 with the kNN monitor after every epoch
@@ -12,8 +12,8 @@ the studies' own measure.
 A schedule is `name:key=value:...` over `PretrainConfig` fields plus `steps` (total SGD steps, rounded to whole
 epochs over the images), e.g. `sgd-lr1:optimizer=sgd:lr=1.0:batch_size=64:steps=1000`.
 
-Prints one line per monitored epoch and a summary table; `--out FILE.csv` writes every point (written to a temporary
-name, then renamed). Time it alone: the CPU-seconds are the process's, the seconds wall-clock.
+Prints the random-init point, one line per monitored epoch and the end probes of each run; `--out FILE.csv` writes
+every point and FILE-probes.csv the probes, after each run (through a temporary name, then renamed). Time it alone: the CPU-seconds are the process's, the seconds wall-clock.
 
 Usage: python bench/learning_curve.py [--data tiny-objects] [--models resnet18 mobilenet_v2]
        [--schedules NAME:k=v:... ...] [--probe-sets tiny-objects tiny-lowres] [--seed 0] [--out curves.csv]
