@@ -1,10 +1,12 @@
 """Streaming real image files: loader throughput at 224 px, peak memory against corpus size, and the probe from the cache.
 
   (1) images/s of the views ready for the model at 224 px (an image = its 2 views), same worker count:
-      ours: `ssl_arch.streaming` (JPEG decode + two random resized crops in the workers, then the batched
-      `SimCLRAugmentation(crop=False)` in the training process) against the conventional pipeline: torchvision
-      `ImageFolder` + a per-sample `transforms.v2` SimCLR transform applied twice in the workers (and lightly's
-      `SimCLRTransform` the same way when lightly is importable: a bench-only dependency). Goal: ours >= 1.5x.
+      ours: what CPU pretraining runs (`ssl_arch.simclr.epoch_batches`: JPEG decode, two random resized crops and
+      `SimCLRAugmentation(crop=False)` on each, all in the workers: `ssl_arch.streaming.AugmentedViews`) against the
+      conventional pipeline: torchvision `ImageFolder` + a per-sample `transforms.v2` SimCLR transform applied twice
+      in the workers (and lightly's `SimCLRTransform` the same way when lightly is importable: a bench-only
+      dependency). Goal: ours >= 1.5x. Also shown: the GPU path run on the CPU (crops in the workers, the batch
+      augmented in the training process), which the CPU path replaced.
   (2) peak RSS of one `pretrain` epoch (a small model at 224 px, 2 workers) over 2,000 and over 20,000 fixture
       images, each in a fresh process: the training process and the largest worker. Goal: equal within 10%.
   (3) linear evaluation from the on-disk feature cache over 20,000 images: seconds and peak RSS (fresh process).
@@ -23,6 +25,7 @@ from torchvision.transforms import v2
 from ssl_arch.augment import IMAGENET_MEAN, IMAGENET_STD, SimCLRAugmentation
 from ssl_arch.fixtures import write_imagenet
 from ssl_arch.data import ImageFiles
+from ssl_arch.simclr import PretrainConfig, epoch_batches
 from ssl_arch.streaming import ResizedCrops, plan_loader
 
 SIZE, BATCH = 224, 64
@@ -60,15 +63,30 @@ def rate(batches, n_batches: int) -> float:
     return n_batches * BATCH / (time.perf_counter() - t)
 
 
-def ours(folder: Path, workers: int, n_batches: int):
+def image_files(folder: Path) -> ImageFiles:
     samples = tvd.ImageFolder(folder / 'train').samples   # the file list only; ssl_arch.data.read_image decodes
-    files = ImageFiles([p for p, _ in samples], [y for _, y in samples])
+    return ImageFiles([p for p, _ in samples], [y for _, y in samples])
+
+
+def ours(folder: Path, workers: int, n_batches: int):
+    "The batches CPU pretraining trains on (epoch 0 of a run at 224 px, batch 64)."
+    config = PretrainConfig('resnet18', 'imagenet', batch_size=BATCH, image_size=SIZE, workers=workers, seed=0)
+    return rate(epoch_batches(image_files(folder), config, 0, torch.device('cpu'), SimCLRAugmentation(SIZE, crop=False)),
+                n_batches)
+
+
+def batch_augmented(folder: Path, workers: int, n_batches: int):
+    "The GPU path on the CPU: the workers crop, the training process augments the batch (one thread)."
+    files = image_files(folder)
     aug = SimCLRAugmentation(SIZE, crop=False)
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0)).tolist()
     plan = [[(i, i) for i in order[k * BATCH:(k + 1) * BATCH]] for k in range(len(order) // BATCH)]
     def batches():
-        for (c1, c2), _ in plan_loader(files, plan, ResizedCrops(SIZE), 0, workers):
-            with torch.no_grad(): yield aug(c1, c2)
+        threads = torch.get_num_threads(); torch.set_num_threads(1)
+        try:
+            for (c1, c2), _ in plan_loader(files, plan, ResizedCrops(SIZE), 0, workers):
+                with torch.no_grad(): yield aug(c1, c2)
+        finally: torch.set_num_threads(threads)
     return rate(batches(), n_batches)
 
 
@@ -141,13 +159,14 @@ def main():
     # machine drifts over minutes, and 12 batches once gave ours / conventional anywhere from 1.38 to 1.74.
     lt, rounds = lightly_transform(), []
     for _ in range(a.rounds):
-        r = dict(ours=ours(small, a.workers, a.batches), conv=per_sample(small, a.workers, a.batches, conventional_transform()))
+        r = dict(ours=ours(small, a.workers, a.batches), conv=per_sample(small, a.workers, a.batches, conventional_transform()),
+                 batch=batch_augmented(small, a.workers, a.batches))
         if lt is not None: r['lightly'] = per_sample(small, a.workers, a.batches, lt)
         rounds.append(r)
     med = lambda xs: statistics.median(xs)
     span = lambda xs: f"median of {len(xs)} rounds; {min(xs):.2f}-{max(xs):.2f}"
     vs_conv = [r['ours'] / r['conv'] for r in rounds]
-    print(f"(1) streaming loader + batched augmentation: {med([r['ours'] for r in rounds]):7.1f} images/s")
+    print(f"(1) streaming loader, views made in workers: {med([r['ours'] for r in rounds]):7.1f} images/s")
     print(f"    ImageFolder + per-sample transforms.v2:    {med([r['conv'] for r in rounds]):7.1f} images/s  -> "
           f"ours / conventional = {med(vs_conv):.2f} ({span(vs_conv)}; goal >= 1.5)")
     if lt is not None:
@@ -155,6 +174,9 @@ def main():
         print(f"    ImageFolder + lightly SimCLRTransform:     {med([r['lightly'] for r in rounds]):7.1f} images/s  -> "
               f"ours / lightly = {med(vs_light):.2f} ({span(vs_light)})")
     else: print("    (lightly not importable: its pipeline was not run)")
+    vs_batch = [r['ours'] / r['batch'] for r in rounds]
+    print(f"    crops in workers, batch augmented here:    {med([r['batch'] for r in rounds]):7.1f} images/s  -> "
+          f"ours / that = {med(vs_batch):.2f} ({span(vs_batch)})")
     if a.skip_memory: return
     large = fixtures(root, 20000)
     links = {n: root / f'root-{n}' for n in (2000, 20000)}

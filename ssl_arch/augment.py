@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'GREY_WEIGHTS', 'to_float', 'default_strength', 'default_blur', 'crop_boxes',
-           'crop_resize_flip', 'grey', 'shift_hue', 'jitter', 'gaussian_blur', 'SimCLRAugmentation', 'eval_transform']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'GREY_WEIGHTS', 'BLUR_SIGMAS', 'to_float', 'default_strength', 'default_blur',
+           'crop_boxes', 'crop_resize_flip', 'grey', 'shift_hue', 'jitter', 'gaussian_blur', 'SimCLRAugmentation',
+           'eval_transform']
 
 # %% ../nbs/01a_augment.ipynb #aeadb791
 IMAGENET_MEAN = (0.485, 0.456, 0.406)   # normalisation used by the whole project (torchvision's convention)
@@ -99,17 +100,31 @@ def jitter(x: torch.Tensor, brightness, contrast, saturation, hue, order: torch.
             if len(idx): x[idx] = ops[op](x[idx], factors[op].to(x.device)[idx])
     return x
 
+BLUR_SIGMAS = 4   # the kernel is cut 4 sigma from its centre: the weights beyond sum to under 1e-4 of it
+
+def _blur_axis(x: torch.Tensor, k: torch.Tensor, dim: int) -> torch.Tensor:
+    "`x` (B,C,H,W) convolved along `dim` (-1 or -2) with per-sample kernels `k` (B,K), reflect padding."
+    B, p = x.shape[0], k.shape[1] // 2
+    n = x.shape[dim]
+    xp = F.pad(x, (p, p, 0, 0) if dim == -1 else (0, 0, p, p), mode='reflect')
+    w = k.view(B, 1, 1, 1, -1)
+    y = xp.narrow(dim, 0, n) * w[..., 0]
+    for i in range(1, k.shape[1]): y.addcmul_(xp.narrow(dim, i, n), w[..., i])
+    return y
+
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    "Blur each sample with its own `sigma` (B,) (0: unchanged), separable, reflect padding, one grouped conv per axis."
-    B, C, H, W = x.shape
-    t = torch.arange(kernel_size, device=x.device, dtype=x.dtype) - kernel_size // 2
-    s = sigma.to(x).view(B, 1)
-    k = torch.where(s > 0, torch.exp(-t**2 / (2 * s.clamp(min=1e-6)**2)), (t == 0).to(x).expand(B, -1))
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(C, 0)            # (B*C, k)
-    y, p = x.reshape(1, B * C, H, W), kernel_size // 2
-    y = F.conv2d(F.pad(y, (p, p, 0, 0), mode='reflect'), k.view(B * C, 1, 1, -1), groups=B * C)
-    y = F.conv2d(F.pad(y, (0, 0, p, p), mode='reflect'), k.view(B * C, 1, -1, 1), groups=B * C)
-    return y.view(B, C, H, W)
+    "Blur each sample with its own `sigma` (B,) (0: unchanged), torchvision's kernel cut at 4 sigma, separable, reflect padding."
+    on = torch.nonzero(sigma > 0)[:, 0]
+    if len(on) == 0: return x
+    if len(on) < len(x):   # only the samples blurred: a sigma of 0 leaves a sample exactly as it is
+        out, idx = x.clone(), on.to(x.device)
+        out[idx] = gaussian_blur(x[idx], sigma[on], kernel_size)
+        return out
+    r = min(kernel_size // 2, math.ceil(BLUR_SIGMAS * float(sigma.max())))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-t**2 / (2 * sigma.to(x).view(-1, 1)**2))
+    k = k / k.sum(1, keepdim=True)                                      # (B, 2r+1)
+    return _blur_axis(_blur_axis(x, k, -1), k, -2)
 
 # %% ../nbs/01a_augment.ipynb #1fead6e3
 class SimCLRAugmentation(nn.Module):
@@ -142,10 +157,12 @@ class SimCLRAugmentation(nn.Module):
         self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self._kornia = self._kornia_pipeline() if backend == 'kornia' else None
 
-    def forward(self, images: torch.Tensor, second: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, second: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, # draws the random parameters (None: the global RNG)
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         "Two independently augmented views of `images`; of `images` and `second` when the loader made two crops."
         x = to_float(images)
-        return self.view(x), self.view(x if second is None else to_float(second))
+        return self.view(x, generator), self.view(x if second is None else to_float(second), generator)
 
     def extra_repr(self) -> str:
         return (f'image_size={self.image_size}, crop={self.crop}, strength={self.strength}, blur={self.blur}, backend={self.backend!r}, '
@@ -156,27 +173,28 @@ def _unit_range(lo_hi_delta: float):
     "torchvision's factor range for brightness/contrast/saturation: [max(0, 1 - d), 1 + d]."
     return max(0., 1 - lo_hi_delta), 1 + lo_hi_delta
 
-def _fused_view(self: SimCLRAugmentation, x: torch.Tensor) -> torch.Tensor:
+def _fused_view(self: SimCLRAugmentation, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
     B, _, H, W = x.shape
     if self.crop:
-        boxes = crop_boxes(B, H, W, self.crop_scale, self.crop_ratio)
-        flip = torch.rand(B) < self.flip_p
+        boxes = crop_boxes(B, H, W, self.crop_scale, self.crop_ratio, generator=g)
+        flip = torch.rand(B, generator=g) < self.flip_p
         x = crop_resize_flip(x, boxes, flip, self.image_size)
     else:   # the loader's workers made the crops (`ssl_arch.streaming.ResizedCrops`): flip only
         if (H, W) != (self.image_size, self.image_size):
             raise ValueError(f'images of {H}x{W} are not allowed with crop=False: {self.image_size}x{self.image_size} crops')
-        flip = (torch.rand(B) < self.flip_p).to(x.device).view(B, 1, 1, 1)
+        flip = (torch.rand(B, generator=g) < self.flip_p).to(x.device).view(B, 1, 1, 1)
         x = torch.where(flip, x.flip(-1), x)
     b, c, s, h = self.jitter_range
-    on = torch.rand(B) < self.jitter_p
-    u = lambda lo, hi: torch.where(on, torch.empty(B).uniform_(lo, hi), torch.tensor(1. if lo >= 0 else 0.))
+    on = torch.rand(B, generator=g) < self.jitter_p
+    u = lambda lo, hi: torch.where(on, torch.empty(B).uniform_(lo, hi, generator=g), torch.tensor(1. if lo >= 0 else 0.))
     factors = (u(*_unit_range(b)), u(*_unit_range(c)), u(*_unit_range(s)), u(-h, h))
-    order = torch.argsort(torch.rand(B, 4), 1)
+    order = torch.argsort(torch.rand(B, 4, generator=g), 1)
     x = jitter(x, *factors, order)
-    g = (torch.rand(B) < self.grey_p).to(x.device).view(B, 1, 1, 1)
-    x = torch.where(g, grey(x).expand_as(x), x)
+    to_grey = (torch.rand(B, generator=g) < self.grey_p).to(x.device).view(B, 1, 1, 1)
+    x = torch.where(to_grey, grey(x).expand_as(x), x)
     if self.blur:
-        sigma = torch.where(torch.rand(B) < self.blur_p, torch.empty(B).uniform_(*self.blur_sigma), torch.tensor(0.))
+        sigma = torch.where(torch.rand(B, generator=g) < self.blur_p,
+                            torch.empty(B).uniform_(*self.blur_sigma, generator=g), torch.tensor(0.))
         x = gaussian_blur(x, sigma, self.kernel_size)
     return (x - self.mean) / self.std
 
@@ -190,10 +208,13 @@ def _kornia_pipeline(self: SimCLRAugmentation) -> nn.Module:
     if self.blur: steps.append(K.RandomGaussianBlur(self.kernel_size, self.blur_sigma, p=self.blur_p))
     return nn.Sequential(*steps)
 
-def _view(self: SimCLRAugmentation, x: torch.Tensor) -> torch.Tensor:
-    "One augmented, normalised view of the float batch `x` in [0, 1]."
-    if self.backend == 'kornia': return (self._kornia(x) - self.mean) / self.std
-    return _fused_view(self, x)
+def _view(self: SimCLRAugmentation, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    "One augmented, normalised view of the float batch `x` in [0, 1], its random parameters from `generator` (None: global)."
+    if self.backend == 'fused': return _fused_view(self, x, generator)
+    if generator is None: return (self._kornia(x) - self.mean) / self.std
+    with torch.random.fork_rng(devices=[]):   # kornia draws from the global RNG: seed it from `generator`, then restore it
+        torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+        return (self._kornia(x) - self.mean) / self.std
 
 SimCLRAugmentation._kornia_pipeline, SimCLRAugmentation.view = _kornia_pipeline, _view
 

@@ -23,7 +23,7 @@ from .files import save_json
 from .outputs import claim_folder, folder_lock
 from .data import load_corpus
 from .sources import check_data, data_fingerprint, data_kind, open_corpus
-from .streaming import ResizedCrops, plan_loader
+from .streaming import AugmentedViews, ResizedCrops, plan_loader
 from .training import (OPTIMIZERS, TB_DIR, result_fields, summary_writer, NonFiniteLossError, TrainingError, build_optimizer, library_versions, load_checkpoint,
                                load_weights, resolve_device, save_checkpoint, scaled_lr, speed_choices,
                                warmup_cosine_scheduler)
@@ -240,30 +240,32 @@ def augment_views(augment: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor
         torch.set_num_threads(threads)
 
 # %% ../nbs/02_simclr.ipynb #1d147d68
-def epoch_batches(images, config: PretrainConfig, epoch: int, device: torch.device):
-    "This rank's batches of `epoch`: slices of in-memory images, or (view 1, view 2) crops streamed from image files."
+def epoch_batches(images, config: PretrainConfig, epoch: int, device: torch.device, augment: nn.Module):
+    "This rank's batches of `epoch` as two views ready for the model: `augment` of in-memory images or of image files' crops."
     n, b, rank = len(images), config.batch_size, get_rank()
     steps, local = n // b, b // config.world_size
     order = _epoch_order(config.seed, epoch, n)
     mine = lambda i: order[i * b + rank * local: i * b + (rank + 1) * local]
     if isinstance(images, torch.Tensor):
-        for i in range(steps): yield images[mine(i).to(images.device)]
+        for i in range(steps): yield augment_views(augment, images[mine(i).to(images.device)])
         return
     plan = [[(int(j), epoch * n + int(j)) for j in mine(i)] for i in range(steps)]   # draw: one per image and epoch
-    loader = plan_loader(images, plan, ResizedCrops(config.image_size), config.seed, config.workers,
+    crops, on_cpu = ResizedCrops(config.image_size), device.type == 'cpu'
+    # No accelerator to augment the batch on: the workers make the whole views (`ssl_arch.streaming.AugmentedViews`).
+    loader = plan_loader(images, plan, AugmentedViews(crops, augment) if on_cpu else crops, config.seed, config.workers,
                          pin_memory=device.type == 'cuda')
-    for (v1, v2), _ in loader: yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
+    for (v1, v2), _ in loader:
+        yield (v1, v2) if on_cpu else augment_views(augment, (v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)))
 
 # %% ../nbs/02_simclr.ipynb #f8129579
 def train_epoch(net, optimizer, scheduler, augment, loss_fn, images, config: PretrainConfig, epoch: int, on_step=None,
                 device=None, waited: list | None = None) -> list[tuple[float, float]]:
-    "One pass over `images`; the (loss, lr) of every step (seconds waiting for data appended to `waited`)."
+    "One pass over `images`; the (loss, lr) of every step (seconds waiting for the augmented views appended to `waited`)."
     steps, out = len(images) // config.batch_size, []
-    batches, device = epoch_batches(images, config, epoch, device or torch.device('cpu')), device or torch.device('cpu')
+    batches = epoch_batches(images, config, epoch, device or torch.device('cpu'), augment)
     for i in range(steps):
-        t0 = time.perf_counter(); batch = next(batches)
+        t0 = time.perf_counter(); v1, v2 = next(batches)
         if waited is not None: waited.append(time.perf_counter() - t0)
-        v1, v2 = augment_views(augment, batch)
         loss = simclr_step(net, loss_fn, optimizer, v1, v2, config.channels_last, config.bf16).item()
         if not math.isfinite(loss):   # raised before any weight changed
             raise NonFiniteLossError(f"loss={loss} at step {epoch * steps + i + 1} (epoch {epoch + 1}, step {i + 1} "

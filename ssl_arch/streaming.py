@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy, math, os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -15,8 +16,8 @@ from torchvision.transforms.v2 import functional as TF
 from .augment import crop_boxes
 
 # %% auto #0
-__all__ = ['resized_crop', 'ResizedCrops', 'CentreCrop', 'item_seed', 'Views', 'CropBatches', 'default_workers', 'plan_loader',
-           'eval_geometry', 'eval_loader']
+__all__ = ['resized_crop', 'ResizedCrops', 'AugmentedViews', 'CentreCrop', 'item_seed', 'Views', 'CropBatches', 'default_workers',
+           'plan_loader', 'eval_geometry', 'eval_loader']
 
 # %% ../nbs/01f_streaming.ipynb #aa9356ec
 def resized_crop(x: torch.Tensor, box: torch.Tensor, size: int) -> torch.Tensor:
@@ -39,6 +40,16 @@ class ResizedCrops:
         boxes = crop_boxes(self.n, x.shape[-2], x.shape[-1], self.scale, self.ratio, generator=generator)
         crops = tuple(resized_crop(x, b, self.size) for b in boxes)
         return crops if self.n > 1 else crops[0]
+
+@dataclass(frozen=True)
+class AugmentedViews:
+    "SimCLR's two views made whole per image: `crops` of it, then `augment` on each crop, both from the item's generator."
+    crops: ResizedCrops              # the two uint8 crops
+    augment: Callable                # `augment(crop1, crop2, generator=)` -> two (1,3,S,S) views, e.g. `SimCLRAugmentation(S, crop=False)`
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        c1, c2 = self.crops(x, generator)
+        with torch.no_grad(): v1, v2 = self.augment(c1[None], c2[None], generator=generator)
+        return v1[0], v2[0]
 
 @dataclass(frozen=True)
 class CentreCrop:
