@@ -229,7 +229,8 @@ def best_architectures(results: pd.DataFrame, family: str | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_analysis.ipynb #5c861c70
-BASELINE_NAMES = {'mobilenet_v2': 'MobileNetV2', 'resnet18': 'ResNet18', 'resnet50': 'ResNet50'}
+BASELINE_NAMES = {'mobilenet_v2': 'MobileNetV2', 'mobilenet_v2_matched': 'MobileNetV2 (searched size)', 'resnet18': 'ResNet18',
+                  'resnet50': 'ResNet50'}
 
 def model_name(row) -> str:
     "A study B row's model in the tables: a baseline's name, 'searched on X', 'random search on X', or 'random <id>'."

@@ -57,7 +57,7 @@ SET = Annotated[str, {'action': 'append', 'metavar': 'PATH=VALUE'}]  # `--set` m
 def archs_sample(family: str = 'resnet',  # resnet or mobilenet
                  n: int = None,  # how many (default: the preset's)
                  seed: int = 0,  # sampler seed
-                 preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json)
+                 preset: str = 'tiny',  # paper, tiny, small, smoke, paper-smoke, or a preset file (.toml, .json)
                  set: SET = None,  # change one field of the preset, e.g. resnet.memory_gib=4 (repeatable)
                  json: bool = False):  # print one JSON object per line
     "Sample distinct architectures of a family from a preset's space."
@@ -116,7 +116,7 @@ def _config_option(p: argparse.ArgumentParser):
 
 def _preset_options(p: argparse.ArgumentParser, example: str):
     "Add --preset, --set and --device to a step's parser."
-    p.add_argument('--preset', default='tiny', help='paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json): the defaults')
+    p.add_argument('--preset', default='tiny', help='paper, tiny, small, smoke, paper-smoke, or a preset file (.toml, .json): the defaults')
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='PATH=VALUE',
                    help=f'change one field of the preset, e.g. {example} (repeatable)')
     p.add_argument('--device', help='cpu or cuda (default: cuda when available)')
@@ -216,7 +216,7 @@ def _with_execution(func):
     return parser
 
 @command('study')
-def study(preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json)
+def study(preset: str = 'tiny',  # paper, tiny, small, smoke, paper-smoke, or a preset file (.toml, .json)
           set: SET = None,  # change one field of the preset, e.g. study_a.downstream='["tiny-digits"]' (repeatable)
           data_root: str = None,  # folder holding the real data sets (DIR/<name>/; default: $SSL_ARCH_DATA)
           out: str = None,  # study folder (default: runs/study_<a|b>/<preset>)
@@ -299,7 +299,7 @@ def figures(results: str = 'runs/reproduce/tiny',  # results root (with study_a/
 
 # %% ../nbs/90_cli.ipynb #5e55c42a
 @command('reproduce')
-def reproduce(preset: str = 'tiny',  # paper, tiny, smoke, paper-smoke, or a preset file (.toml, .json)
+def reproduce(preset: str = 'tiny',  # paper, tiny, small, smoke, paper-smoke, or a preset file (.toml, .json)
               set: SET = None,  # change one field of the preset, e.g. pretrain.epochs=10 (repeatable)
               data_root: str = None,  # folder holding the real data sets (DIR/<name>/; default: $SSL_ARCH_DATA)
               out: str = 'runs/reproduce',  # results root (a subfolder per preset)

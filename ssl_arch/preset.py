@@ -51,11 +51,16 @@ class StudyBPlan:
     supervised_sets: tuple        # sets the found nets and MobileNetV2 are trained on from scratch (table 4)
     random_search_corpora: tuple  # where random search at the search's compute also runs (did the search beat chance?)
     n_candidates: int = 4         # architectures random search samples; each gets an equal share of the budget
+    seeds: int = 1                # seeds (the run's, then the next ones) of every search, baseline and found net
+    matched_baseline: bool = False  # also a MobileNetV2 as wide as gives the searched nets' mean backbone parameters
 
     def __post_init__(self):
         for f in fields(self):
             if f.type == 'tuple': object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
-        _check(isinstance(self.n_candidates, int) and self.n_candidates >= 1, 'study_b.n_candidates', self.n_candidates, 'an integer >= 1')
+        for f in ('n_candidates', 'seeds'):
+            v = getattr(self, f)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f'study_b.{f}', v, 'an integer >= 1')
+        _check(isinstance(self.matched_baseline, bool), 'study_b.matched_baseline', self.matched_baseline, 'true or false')
 
 # %% ../nbs/03c_preset.ipynb #f1559057
 @dataclass(frozen=True)
@@ -179,7 +184,20 @@ def _paper_smoke() -> Preset:
     return Preset('paper-smoke', **_spaces(3, 3, 0.0625, 224, False, 16, 2.0), pretrain=pretrain, search=search,
                   supervised=supervised, probe='lbfgs', study_a=study_a, study_b=study_b, run=run)
 
-BUILTIN_PRESETS = {'paper': _paper, 'tiny': _tiny, 'smoke': _smoke, 'paper-smoke': _paper_smoke}
+def _small() -> Preset:
+    # tiny's recipe, longer: 4 epochs over the whole corpus (248 steps of 64 on tiny-objects' 4,000 images)
+    pretrain = replace(_tiny().pretrain, epochs=4, max_images=None, preset='small')
+    supervised = replace(_tiny().supervised, preset='small')
+    # 15 epochs of 16 weight steps, an architecture step every 2 after the first search epoch: 13 x 8 = 104 of them
+    search = replace(_tiny().search, search_epochs=14, steps_per_epoch=16, arch_every=2)
+    corpora, downstream = tuple(pretraining_corpora()), tuple(downstream_sets())
+    study_b = StudyBPlan(corpora, corpora, downstream, ('tiny-faces', 'tiny-textures'), corpora, n_candidates=5, seeds=3,
+                         matched_baseline=True)
+    run = RunSettings(jobs=2, threads_per_unit=1, figures='paper_figures/small')   # stage times: not measured yet
+    return Preset('small', **_spaces(20, 20, 0.125, 32, True, 512, 8.0), pretrain=pretrain, search=search,
+                  supervised=supervised, probe='lbfgs', study_a=StudyAPlan(corpora[0], downstream), study_b=study_b, run=run)
+
+BUILTIN_PRESETS = {'paper': _paper, 'tiny': _tiny, 'small': _small, 'smoke': _smoke, 'paper-smoke': _paper_smoke}
 
 def data_root_overrides(root) -> list[str]:
     "The `--set` items pointing every step of a preset at the data root `root` (`--data-root DIR`); none for None."

@@ -20,12 +20,12 @@ from .preset import Preset
 from .simclr import PretrainConfig
 
 # %% auto #0
-__all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'ROW_KEY', 'EXECUTORS', 'SLURM_ACTIVE', 'BASELINES', 'SEARCH_METHODS',
-           'StudyError', 'Unit', 'unit_dir', 'is_done', 'execute_notebook', 'run_unit', 'check_parameters',
-           'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units', 'collect_results', 'Execution',
-           'run_units', 'slurm_minutes', 'slurm_parameters', 'run_group', 'baseline_spec', 'search_unit',
-           'searched_spec', 'study_b_units', 'export_searches', 'check_study_options', 'time_spent', 'units_left',
-           'run_study_b', 'run_study_a']
+__all__ = ['EXPERIMENTS_DIR', 'PATH_PARAMETERS', 'ROW_KEY', 'EXECUTORS', 'SLURM_ACTIVE', 'BASELINES', 'MATCHED_BASELINE',
+           'SEARCH_METHODS', 'StudyError', 'Unit', 'unit_dir', 'is_done', 'execute_notebook', 'run_unit',
+           'check_parameters', 'pretrain_unit', 'eval_unit', 'study_a_units', 'parse_shard', 'shard_units',
+           'collect_results', 'Execution', 'run_units', 'slurm_minutes', 'slurm_parameters', 'run_group',
+           'baseline_spec', 'matched_mobilenet_v2', 'search_unit', 'searched_spec', 'study_b_units', 'export_searches',
+           'check_study_options', 'time_spent', 'units_left', 'run_study_b', 'run_study_a']
 
 # %% ../nbs/04_study.ipynb #7d5cc254
 class StudyError(ValueError):
@@ -401,11 +401,22 @@ def _run_submitit(root: Path, units: list[Unit], run: Execution):
 
 # %% ../nbs/04_study.ipynb #633f644c
 BASELINES = ('mobilenet_v2', 'resnet18', 'resnet50')
+MATCHED_BASELINE = 'mobilenet_v2_matched'   # MobileNetV2's blocks at the searched nets' mean backbone size
 
 def baseline_spec(name: str, preset: Preset):
     "A named baseline at the preset's widths (the same scaling study A's spaces use)."
     spec = archs.get_spec(name)
     return spec.scaled(preset.space(spec.family).width_scale)
+
+def matched_mobilenet_v2(specs) -> archs.MobileNetSpec:
+    "MobileNetV2 at the width multiplier whose backbone parameters come closest to the mean of `specs`' (bisection)."
+    target = sum(archs.param_counts(s)[0] for s in specs) / len(specs)
+    params = lambda w: archs.param_counts(archs.MobileNetSpec(archs.MBV2_DEPTHS, w))[0]
+    lo, hi = 1e-3, 8.0   # the multipliers MobileNetSpec allows; its channels are rounded to 8, so the count is a staircase
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if params(mid) < target else (lo, mid)
+    return min((archs.MobileNetSpec(archs.MBV2_DEPTHS, w) for w in (lo, hi)), key=lambda s: abs(archs.param_counts(s)[0] - target))
 
 SEARCH_METHODS = ('proxyless', 'random')
 
@@ -430,29 +441,36 @@ def study_b_units(root, # the study folder: the searches' results decide the sec
     A found net's units join its search's group, so the groups (and so `--shard k/n`) are the same before and after
     the searches end, and the machine that ran a search also trains what it found."""
     cfg, protocol = preset.study_b, protocol or preset.probe
-    searches = [search_unit(c, preset, seed) for c in cfg.search_corpora]
-    randoms = [search_unit(c, preset, seed, 'random') for c in cfg.random_search_corpora]
+    seeds = [seed + k for k in range(cfg.seeds)]   # the run's seed, then the next ones
+    searches = {s: [search_unit(c, preset, s) for c in cfg.search_corpora] for s in seeds}
+    randoms = {s: [search_unit(c, preset, s, 'random') for c in cfg.random_search_corpora] for s in seeds}
     found = lambda us, role: [(s, dict(role=role, searched_on=u.parameters['data'], baseline_name=''), u.group)
                               for u, s in ((u, searched_spec(root, u)) for u in us) if s is not None]
-    models = found(searches, 'searched')
-    models += [(baseline_spec(b, preset), dict(role='baseline', searched_on='', baseline_name=b), b) for b in BASELINES]
-    units = searches + randoms
+    baselines = [(baseline_spec(b, preset), dict(role='baseline', searched_on='', baseline_name=b), b) for b in BASELINES]
+    every_search = [u for s in seeds for u in searches[s]]
+    if cfg.matched_baseline and every_search and len(found(every_search, 'searched')) == len(every_search):
+        # once every search has ended: a MobileNetV2 of the found nets' size, in a group of its own
+        spec = matched_mobilenet_v2([m for m, _, _ in found(every_search, 'searched')])
+        baselines.append((spec, dict(role='baseline', searched_on='', baseline_name=MATCHED_BASELINE), MATCHED_BASELINE))
+    units = [u for s in seeds for u in searches[s] + randoms[s]]
     downstream = list(cfg.downstream)
-    for i, corpus in enumerate(cfg.pretrain_corpora):
-        sets = [corpus] + (downstream if i == 0 else [])  # table 3: transfer from the ImageNet-role corpus
+    for seed in seeds:
+        models = found(searches[seed], 'searched') + baselines
+        for i, corpus in enumerate(cfg.pretrain_corpora):
+            sets = [corpus] + (downstream if i == 0 else [])  # table 3: transfer from the ImageNet-role corpus
+            for spec, tags, group in models:
+                pre = pretrain_unit(preset.pretrain_config(spec.id, corpus, seed=seed), group, prefix='b')
+                units += [pre, eval_unit(pre, sets, protocol, seed, prefix='b', init='simclr', tags=tags)]
+        for spec, tags, group in found(randoms[seed], 'random_search'):  # only where it was picked: did the search beat chance?
+            pre = pretrain_unit(preset.pretrain_config(spec.id, tags['searched_on'], seed=seed), group, prefix='b')
+            units += [pre, eval_unit(pre, [tags['searched_on']], protocol, seed, prefix='b', init='simclr', tags=tags)]
         for spec, tags, group in models:
-            pre = pretrain_unit(preset.pretrain_config(spec.id, corpus, seed=seed), group, prefix='b')
-            units += [pre, eval_unit(pre, sets, protocol, seed, prefix='b', init='simclr', tags=tags)]
-    for spec, tags, group in found(randoms, 'random_search'):  # only where it was picked: did the search beat chance?
-        pre = pretrain_unit(preset.pretrain_config(spec.id, tags['searched_on'], seed=seed), group, prefix='b')
-        units += [pre, eval_unit(pre, [tags['searched_on']], protocol, seed, prefix='b', init='simclr', tags=tags)]
-    for spec, tags, group in models:
-        if tags['role'] == 'searched' or tags['baseline_name'] == 'mobilenet_v2':
-            for d in cfg.supervised_sets:
-                name = f"b-supervised-{d}-{spec.id}-s{seed}"
-                config = preset.supervised_config(spec.id, d, seed=seed).to_dict()
-                units.append(Unit(name, 'supervised', dict(config=config, out=f'units/{name}/records.json'),
-                                  group, records=f'units/{name}/records.json', tags=tags))
+            if tags['role'] == 'searched' or tags['baseline_name'] in ('mobilenet_v2', MATCHED_BASELINE):
+                for d in cfg.supervised_sets:
+                    name = f"b-supervised-{d}-{spec.id}-s{seed}"
+                    config = preset.supervised_config(spec.id, d, seed=seed).to_dict()
+                    units.append(Unit(name, 'supervised', dict(config=config, out=f'units/{name}/records.json'),
+                                      group, records=f'units/{name}/records.json', tags=tags))
     # Two searches (or a search and chance) that find the same net plan the same units: each runs once, and its rows
     # carry the first finder's tags.
     seen = set()
@@ -503,6 +521,11 @@ def units_left(out) -> int | None:
     except (OSError, ValueError): return None
     return meta['units'] - meta['units_done']
 
+def _search_key(u: Unit, seed: int) -> str:
+    "A search's key in meta.json: its corpus, and its seed when not the run's."
+    s = u.parameters['config']['seed']
+    return u.parameters['data'] + ('' if s == seed else f' (seed {s})')
+
 def run_study_b(out, preset: Preset, seed: int = 0, run: Execution = Execution(), protocol: str | None = None) -> pd.DataFrame:
     "Run study B's searches, then its second phase (planned from what the searches found); return its results table."
     check_study_options(seed, protocol, run)
@@ -517,9 +540,9 @@ def run_study_b(out, preset: Preset, seed: int = 0, run: Execution = Execution()
     searches = [u for u in units if u.notebook == 'search']
     _write_meta(out, study='B', preset=preset.name, seed=seed, units=len(units),
                 units_done=sum(is_done(Path(out), u) for u in units),
-                searched={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
+                searched={_search_key(u, seed): getattr(searched_spec(out, u), 'id', None) for u in searches
                           if 'method' not in u.parameters},
-                random_search={u.parameters['data']: getattr(searched_spec(out, u), 'id', None) for u in searches
+                random_search={_search_key(u, seed): getattr(searched_spec(out, u), 'id', None) for u in searches
                                if 'method' in u.parameters},
                 seconds_this_run=round(time.time() - t0, 1), unit_seconds=time_spent(out, units, table))
     return table
