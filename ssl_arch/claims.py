@@ -176,8 +176,8 @@ def _searched_vs(b: pd.DataFrame, baseline: str, init: str):
     c = _cells(b)
     c = c[c.init == init]
     if init == 'simclr': c = c[c.eval_data != c.pretrain_data]
-    base = c[c.model == baseline].set_index(['pretrain_data', 'eval_data'])[['top1', 'n', 'seeds']]
-    p = c[c.role == 'searched'].join(base, on=['pretrain_data', 'eval_data'], rsuffix='_base', how='inner')
+    base = c[c.model == baseline][['pretrain_data', 'eval_data', 'top1', 'n', 'seeds']]
+    p = c[c.role == 'searched'].merge(base, on=['pretrain_data', 'eval_data'], suffixes=('', '_base'), how='inner')
     if p.empty: return f'no searched net and {baseline} evaluated on the same data sets ({init})'
     gain = (p.top1 - p.top1_base).groupby([p.pretrain_data, p.eval_data]).mean()
     m, lo, hi = mean_interval(gain) if len(p) > 1 else (float(gain.iloc[0]), *difference_interval(*p[['top1', 'n', 'top1_base', 'n_base']].iloc[0]))
