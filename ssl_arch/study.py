@@ -439,7 +439,9 @@ def study_b_units(root, # the study folder: the searches' results decide the sec
     """Study B as units: the searches, and (for each finished search) the pretrainings, evaluations and supervised runs.
 
     A found net's units join its search's group, so the groups (and so `--shard k/n`) are the same before and after
-    the searches end, and the machine that ran a search also trains what it found."""
+    the searches end, and the machine that ran a search also trains what it found. With `matched_baseline`, the
+    MobileNetV2 of the found nets' size is a group of its own, planned once every search has ended: a shard whose run
+    ended before that plans it on the same command's next run. With `seeds` > 1, everything runs once per seed."""
     cfg, protocol = preset.study_b, protocol or preset.probe
     seeds = [seed + k for k in range(cfg.seeds)]   # the run's seed, then the next ones
     searches = {s: [search_unit(c, preset, s) for c in cfg.search_corpora] for s in seeds}
