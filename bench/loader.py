@@ -25,7 +25,7 @@ from torchvision.transforms import v2
 from ssl_arch.augment import IMAGENET_MEAN, IMAGENET_STD, SimCLRAugmentation
 from ssl_arch.fixtures import write_imagenet
 from ssl_arch.data import ImageFiles
-from ssl_arch.simclr import PretrainConfig, epoch_batches
+from ssl_arch.simclr import PretrainConfig, augment_views, epoch_batches
 from ssl_arch.streaming import ResizedCrops, plan_loader
 
 SIZE, BATCH = 224, 64
@@ -82,11 +82,7 @@ def batch_augmented(folder: Path, workers: int, n_batches: int):
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0)).tolist()
     plan = [[(i, i) for i in order[k * BATCH:(k + 1) * BATCH]] for k in range(len(order) // BATCH)]
     def batches():
-        threads = torch.get_num_threads(); torch.set_num_threads(1)
-        try:
-            for (c1, c2), _ in plan_loader(files, plan, ResizedCrops(SIZE), 0, workers):
-                with torch.no_grad(): yield aug(c1, c2)
-        finally: torch.set_num_threads(threads)
+        for crops, _ in plan_loader(files, plan, ResizedCrops(SIZE), 0, workers): yield augment_views(aug, crops)
     return rate(batches(), n_batches)
 
 

@@ -450,27 +450,28 @@ def study_b_units(root, # the study folder: the searches' results decide the sec
                               for u, s in ((u, searched_spec(root, u)) for u in us) if s is not None]
     baselines = [(baseline_spec(b, preset), dict(role='baseline', searched_on='', baseline_name=b), b) for b in BASELINES]
     every_search = [u for s in seeds for u in searches[s]]
-    if cfg.matched_baseline and every_search and len(found(every_search, 'searched')) == len(every_search):
+    found_all = found(every_search, 'searched')
+    if cfg.matched_baseline and every_search and len(found_all) == len(every_search):
         # once every search has ended: a MobileNetV2 of the found nets' size, in a group of its own
-        spec = matched_mobilenet_v2([m for m, _, _ in found(every_search, 'searched')])
+        spec = matched_mobilenet_v2([m for m, _, _ in found_all])
         baselines.append((spec, dict(role='baseline', searched_on='', baseline_name=MATCHED_BASELINE), MATCHED_BASELINE))
     units = [u for s in seeds for u in searches[s] + randoms[s]]
     downstream = list(cfg.downstream)
-    for seed in seeds:
-        models = found(searches[seed], 'searched') + baselines
+    for s in seeds:
+        models = found(searches[s], 'searched') + baselines
         for i, corpus in enumerate(cfg.pretrain_corpora):
             sets = [corpus] + (downstream if i == 0 else [])  # table 3: transfer from the ImageNet-role corpus
             for spec, tags, group in models:
-                pre = pretrain_unit(preset.pretrain_config(spec.id, corpus, seed=seed), group, prefix='b')
-                units += [pre, eval_unit(pre, sets, protocol, seed, prefix='b', init='simclr', tags=tags)]
-        for spec, tags, group in found(randoms[seed], 'random_search'):  # only where it was picked: did the search beat chance?
-            pre = pretrain_unit(preset.pretrain_config(spec.id, tags['searched_on'], seed=seed), group, prefix='b')
-            units += [pre, eval_unit(pre, [tags['searched_on']], protocol, seed, prefix='b', init='simclr', tags=tags)]
+                pre = pretrain_unit(preset.pretrain_config(spec.id, corpus, seed=s), group, prefix='b')
+                units += [pre, eval_unit(pre, sets, protocol, s, prefix='b', init='simclr', tags=tags)]
+        for spec, tags, group in found(randoms[s], 'random_search'):  # only where it was picked: did the search beat chance?
+            pre = pretrain_unit(preset.pretrain_config(spec.id, tags['searched_on'], seed=s), group, prefix='b')
+            units += [pre, eval_unit(pre, [tags['searched_on']], protocol, s, prefix='b', init='simclr', tags=tags)]
         for spec, tags, group in models:
             if tags['role'] == 'searched' or tags['baseline_name'] in ('mobilenet_v2', MATCHED_BASELINE):
                 for d in cfg.supervised_sets:
-                    name = f"b-supervised-{d}-{spec.id}-s{seed}"
-                    config = preset.supervised_config(spec.id, d, seed=seed).to_dict()
+                    name = f"b-supervised-{d}-{spec.id}-s{s}"
+                    config = preset.supervised_config(spec.id, d, seed=s).to_dict()
                     units.append(Unit(name, 'supervised', dict(config=config, out=f'units/{name}/records.json'),
                                       group, records=f'units/{name}/records.json', tags=tags))
     # Two searches (or a search and chance) that find the same net plan the same units: each runs once, and its rows
