@@ -186,7 +186,19 @@ def _searched_vs(b: pd.DataFrame, baseline: str, init: str):
     wins, archs = int((p.top1 > p.top1_base).sum()), set().union(*p.arch_ids)   # every seed's searched architecture
     return (m, lo, hi, 1, len(archs) + 1, int(min(p.seeds.min(), p.seeds_base.min())),
             f'{len(gain)} (corpus, data set) cells x {p.model.nunique()} searches ({len(archs)} searched nets over their '
-            f'seeds); they win {wins} of {len(p)} comparisons')
+            f'seeds); they win {wins} of {len(p)} comparisons' + _seed_spread(b, baseline, init))
+
+def _seed_spread(b: pd.DataFrame, baseline: str, init: str) -> str:
+    """With several seeds: the same mean gain computed within each seed (seed k's searched nets against seed k's
+    baseline), as its range over the seeds; '' with one seed."""
+    df = _with_models(b)
+    df = df[(df.init == init) & ((df.protocol == main_protocol(df[df.init == 'simclr'])) if init == 'simclr' else True)]
+    if init == 'simclr': df = df[df.eval_data != df.pretrain_data]
+    keys = ['pretrain_data', 'eval_data', 'seed']
+    p = df[df.role == 'searched'].merge(df[df.model == baseline][keys + ['top1']], on=keys, suffixes=('', '_base'))
+    per_seed = (p.top1 - p.top1_base).groupby([p.seed, p.pretrain_data, p.eval_data]).mean().groupby(level=0).mean()
+    if len(per_seed) < 2: return ''
+    return f'; within a seed {per_seed.min():+.1f} to {per_seed.max():+.1f} ({len(per_seed)} seeds)'
 
 # %% ../nbs/06b_claims.ipynb #8705ec06
 def _size_ratio(b: pd.DataFrame):
