@@ -131,6 +131,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'ssl_arch.claims._number': ('claims.html#_number', 'ssl_arch/claims.py'),
                                  'ssl_arch.claims._pair': ('claims.html#_pair', 'ssl_arch/claims.py'),
                                  'ssl_arch.claims._row': ('claims.html#_row', 'ssl_arch/claims.py'),
+                                 'ssl_arch.claims._rows': ('claims.html#_rows', 'ssl_arch/claims.py'),
                                  'ssl_arch.claims._searched_vs': ('claims.html#_searched_vs', 'ssl_arch/claims.py'),
                                  'ssl_arch.claims._seed_spread': ('claims.html#_seed_spread', 'ssl_arch/claims.py'),
                                  'ssl_arch.claims._seeds': ('claims.html#_seeds', 'ssl_arch/claims.py'),

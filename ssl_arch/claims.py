@@ -157,13 +157,16 @@ def _correlation_drop(a: pd.DataFrame):
     return r - m, *percentile_interval(br[:k] - bm[:k]), 1, n, _seeds(a), f'{pairs[0][1][0]} vs {pairs[0][1][1]}: resnet minus mobilenet'
 
 # %% ../nbs/06b_claims.ipynb #40fcf795
-def _cells(b: pd.DataFrame) -> pd.DataFrame:
-    "Study B per (model, init, pretraining corpus, data set): mean top-1, test images x seeds, seeds, backbone params."
+def _rows(b: pd.DataFrame) -> pd.DataFrame:
+    "Study B's rows the claims compare, with the tables' model names: supervised, and SimCLR under the main protocol."
     df = _with_models(b)   # the tables' model names ('MobileNetV2', 'searched on X', ...), as in ssl_arch.analysis
     df = df.assign(n_test=df.get('n_test', math.nan))
     simclr = df[df.init == 'simclr']
-    df = df[(df.init == 'supervised') | ((df.init == 'simclr') & (df.protocol == (main_protocol(simclr) if len(simclr) else '')))]
-    g = df.groupby(['model', 'init', 'pretrain_data', 'eval_data'], sort=False)
+    return df[(df.init == 'supervised') | ((df.init == 'simclr') & (df.protocol == (main_protocol(simclr) if len(simclr) else '')))]
+
+def _cells(b: pd.DataFrame) -> pd.DataFrame:
+    "Study B per (model, init, pretraining corpus, data set): mean top-1, test images x seeds, seeds, backbone params."
+    g = _rows(b).groupby(['model', 'init', 'pretrain_data', 'eval_data'], sort=False)
     # a search's seeds find different architectures: a searched model's cell averages over them (`arch_ids` lists them)
     cells = g.agg(top1=('top1', 'mean'), n_test=('n_test', 'first'), seeds=('seed', 'nunique'), params=('params', 'mean'),
                   role=('role', 'first'), searched_on=('searched_on', 'first'), arch_id=('arch_id', 'first'),
@@ -191,9 +194,8 @@ def _searched_vs(b: pd.DataFrame, baseline: str, init: str):
 def _seed_spread(b: pd.DataFrame, baseline: str, init: str) -> str:
     """With several seeds: the same mean gain computed within each seed (seed k's searched nets against seed k's
     baseline), as its range over the seeds; '' with one seed."""
-    df = _with_models(b)
-    df = df[(df.init == init) & ((df.protocol == main_protocol(df[df.init == 'simclr'])) if init == 'simclr' else True)]
-    if init == 'simclr': df = df[df.eval_data != df.pretrain_data]
+    df = _rows(b)
+    df = df[(df.init == init) & ((df.eval_data != df.pretrain_data) if init == 'simclr' else True)]
     keys = ['pretrain_data', 'eval_data', 'seed']
     p = df[df.role == 'searched'].merge(df[df.model == baseline][keys + ['top1']], on=keys, suffixes=('', '_base'))
     per_seed = (p.top1 - p.top1_base).groupby([p.seed, p.pretrain_data, p.eval_data]).mean().groupby(level=0).mean()
@@ -203,8 +205,8 @@ def _seed_spread(b: pd.DataFrame, baseline: str, init: str) -> str:
 # %% ../nbs/06b_claims.ipynb #8705ec06
 def _size_ratio(b: pd.DataFrame):
     "Mean backbone parameters of the searched nets (each seed's architecture once) over MobileNetV2's: exact, no interval."
-    c, rows = _cells(b), _with_models(b)
-    s, m = rows[rows.role == 'searched'].drop_duplicates('arch_id'), c[c.model == 'MobileNetV2']
+    rows = _rows(b)
+    s, m = rows[rows.role == 'searched'].drop_duplicates('arch_id'), rows[rows.model == 'MobileNetV2']
     if s.empty or m.empty: return 'no searched net or no MobileNetV2 in the results'
     r = float(s.params.mean() / m.params.iloc[0])
     v = 'supports' if SIMILAR_SIZE[0] <= r <= SIMILAR_SIZE[1] else 'contradicts'
